@@ -1,0 +1,48 @@
+# edge-gateway: `make run` (demo against the simulator) and `make test` (everything).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench broker docs install clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+## A mosquitto broker for the tests (root: installed from Debian; otherwise it must exist).
+broker:
+	@if command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing mosquitto (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else \
+		echo "mosquitto is needed for the tests: sudo apt-get install -y mosquitto" >&2; exit 1; \
+	fi
+
+run: $(STAMP)
+	$(PY) tools/demo.py config/simulator.yaml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP) broker
+	$(VENV)/bin/pytest -q
+
+test: $(STAMP) broker
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP) broker
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache build *.egg-info

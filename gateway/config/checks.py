@@ -1,0 +1,52 @@
+"""Checks `check` runs beyond the schema: referenced files exist and are readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Problem
+
+
+def run_checks(cfg: Any) -> list[Problem]:
+    from gateway.config.yamlsource import load_with_lines
+
+    problems: list[Problem] = []
+    try:
+        text = Path(cfg.source).read_text(encoding="utf-8")
+        _, smap = load_with_lines(text)
+    except (OSError, ValueError):
+        smap = None
+
+    def line(*path: str | int) -> int:
+        return smap.line_of(tuple(path)) if smap is not None else 0
+
+    def need_file(value: Path | None, *path: str) -> None:
+        if value is None:
+            return
+        p = Path(value)
+        if not p.is_file():
+            problems.append(Problem(cfg.source, line(*path), ".".join(path),
+                                    f"file not found: {p}"))
+
+    m = cfg.mqtt
+    need_file(m.password_file, "mqtt", "password_file")
+    if m.tls is not None:
+        need_file(m.tls.ca_file, "mqtt", "tls", "ca_file")
+        need_file(m.tls.cert_file, "mqtt", "tls", "cert_file")
+        need_file(m.tls.key_file, "mqtt", "tls", "key_file")
+        if m.tls.key_file is not None and m.tls.cert_file is None:
+            problems.append(Problem(cfg.source, line("mqtt", "tls", "key_file"),
+                                    "mqtt.tls.key_file", "given without cert_file"))
+    if m.password_file is not None and m.username is None:
+        problems.append(Problem(cfg.source, line("mqtt", "password_file"), "mqtt.password_file",
+                                "a password needs mqtt.username too"))
+    inf = cfg.inference
+    if inf.enabled:
+        if inf.model is None:
+            problems.append(Problem(cfg.source, line("inference"), "inference.model",
+                                    "required when inference is enabled"))
+        else:
+            need_file(inf.model, "inference", "model")
+        need_file(inf.labels, "inference", "labels")
+    return problems

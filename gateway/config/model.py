@@ -1,0 +1,331 @@
+"""The configuration schema: typed, validated, unknown keys refused.
+
+Top-level sections are fixed here. Each device's keys depend on its `driver`
+and are declared next to the driver's catalog entry (`gateway/catalog/`); the
+loader validates every device against its driver's model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size
+
+
+class Section(BaseModel):
+    """Base of every config object: strict keys, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- gateway
+
+
+class GatewaySection(Section):
+    id: Name = Field(description="Gateway id, used in topics and the MQTT client id.")
+    simulate: bool = Field(
+        default=False, description="true: hardware_sim stands in for every device."
+    )
+    health_interval: Duration = Field(
+        default=30.0, description="How often the retained health topic is refreshed."
+    )
+    stop_timeout: Duration = Field(
+        default=10.0,
+        description="On stop, how long to keep delivering queued readings before disconnecting.",
+    )
+
+
+# ---------------------------------------------------------------- mqtt
+
+
+class TlsSection(Section):
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM).")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM).")
+    insecure: bool = Field(
+        default=False,
+        description="Skip hostname verification. Logged loudly; for testing only.",
+    )
+    min_version: Literal["1.2", "1.3"] = Field(default="1.2", description="TLS version floor.")
+
+    @field_validator("min_version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, float | int) else v
+
+
+def _protocol_text(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return {5: "5", 3.11: "3.1.1", 311: "3.1.1", 4: "3.1.1"}.get(v, str(v))
+    return v
+
+
+def _validate_topic_prefix(v: str) -> str:
+    if not v or v.startswith("/") or v.endswith("/"):
+        raise ValueError("must not be empty or start or end with '/'")
+    if any(c in v for c in "+#\0"):
+        raise ValueError("must not contain the MQTT wildcards '+' or '#'")
+    if "//" in v:
+        raise ValueError("must not contain an empty level ('//')")
+    return v
+
+
+class MqttSection(Section):
+    host: str = Field(default="localhost", min_length=1, description="Broker host name.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
+    qos: Literal[0, 1, 2] = Field(default=1, description="QoS of readings (1: at least once).")
+    topic_prefix: str | None = Field(default=None, description="Default: gateway/<id>.")
+    client_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="Default: edge-gateway-<id>."
+    )
+    username: str | None = Field(default=None, description="Username for the broker.")
+    password_file: Path | None = Field(
+        default=None, description="File holding the password; read at start, never logged."
+    )
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the password (instead of a file)."
+    )
+    tls: TlsSection | None = Field(default=None, description="TLS settings; absent: plain TCP.")
+    protocol: Annotated[Literal["5", "3.1.1"], BeforeValidator(_protocol_text)] = Field(
+        default="5", description="MQTT protocol version: 5 or 3.1.1."
+    )
+    keepalive: Duration = Field(default=60.0, description="MQTT keepalive.")
+    reconnect_min: Duration = Field(default=1.0, description="First reconnect delay.")
+    reconnect_max: Duration = Field(default=60.0, description="Longest reconnect delay.")
+    session_expiry: DurationOrZero = Field(
+        default=3600.0, description="MQTT 5 session expiry, so QoS 1 survives short drops."
+    )
+    max_inflight: int = Field(
+        default=200, ge=1, le=65535, description="Readings handed to the client before acks."
+    )
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        return None if v is None else _validate_topic_prefix(v)
+
+
+# ---------------------------------------------------------------- buffer
+
+
+class BufferSection(Section):
+    path: Path = Field(
+        default=Path("/var/lib/edge-gateway/spool.db"), description="SQLite spool file."
+    )
+    max_messages: int = Field(default=1_000_000, ge=1, description="Spool capacity in readings.")
+    max_bytes: Size = Field(default=512 * 1024 * 1024, description="Spool capacity in bytes.")
+    when_full: Literal["drop_oldest", "reject_new"] = Field(
+        default="drop_oldest", description="What to do when the spool is full."
+    )
+    durability: Literal["disk", "memory"] = Field(
+        default="disk", description="memory: no disk writes; readings die with the process."
+    )
+    sync: Literal["full", "normal"] = Field(
+        default="full",
+        description="full: survives power loss (an fsync per commit); normal: survives crashes.",
+    )
+    commit_interval: Duration = Field(
+        default=0.01, le=10.0, description="Readings arriving within this window share a commit."
+    )
+    commit_max_rows: int = Field(default=500, ge=1, description="Rows per commit at most.")
+
+
+# ---------------------------------------------------------------- devices
+
+
+class PublishPolicy(Section):
+    on_change: bool = Field(default=False, description="Publish only when a value changed.")
+    deadband: float | str | None = Field(
+        default=None, description="Change needed to publish: absolute (0.2) or relative (\"1%\")."
+    )
+    max_silence: Duration | None = Field(
+        default=None, description="Publish at least this often even without change."
+    )
+
+    @field_validator("deadband")
+    @classmethod
+    def _deadband(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, str):
+            text = v.strip()
+            if not text.endswith("%"):
+                raise ValueError('a relative deadband ends with "%", e.g. "1%"')
+            try:
+                pct = float(text[:-1])
+            except ValueError:
+                raise ValueError(f"not a percentage: {v!r}") from None
+            if pct < 0:
+                raise ValueError("must not be negative")
+        elif v is not None and v < 0:
+            raise ValueError("must not be negative")
+        return v
+
+
+class DeviceBase(Section):
+    """Keys every device has."""
+
+    name: Name = Field(description="Device name, used in its topic.")
+    driver: str = Field(description="Which driver reads it.")
+    interval: Duration = Field(default=5.0, description="Poll interval.")
+    publish: PublishPolicy | None = Field(default=None, description="Report-on-change policy.")
+    sim: dict[str, Any] | None = Field(
+        default=None, description="Simulator settings (value profiles, faults) for simulate mode."
+    )
+
+
+class I2CDevice(DeviceBase):
+    """An I2C chip on /dev/i2c-<bus>."""
+
+    bus: int = Field(default=1, ge=0, le=255, description="I2C bus number (/dev/i2c-N).")
+    address: I2CAddress = Field(description="7-bit I2C address.")
+
+
+_BAUDRATES = (
+    50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400,
+    57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000,
+    2000000, 2500000, 3000000, 3500000, 4000000,
+)
+
+
+class SerialDevice(DeviceBase):
+    """A device on a serial port (USB adapter, UART, RS-485)."""
+
+    port: str = Field(min_length=1, description="Serial port, e.g. /dev/ttyUSB0 or a by-id path.")
+    baudrate: int = Field(default=9600, description="Baud rate.")
+    bytesize: Literal[5, 6, 7, 8] = Field(default=8, description="Data bits.")
+    parity: Literal["none", "even", "odd", "mark", "space"] = Field(
+        default="none", description="Parity."
+    )
+    stopbits: Literal[1, 1.5, 2] = Field(default=1, description="Stop bits.")
+    timeout: Duration = Field(default=1.0, le=60.0, description="Read timeout.")
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baud(cls, v: int) -> int:
+        if v not in _BAUDRATES:
+            raise ValueError(f"{v} is not a standard baud rate (e.g. 9600, 19200, 115200)")
+        return v
+
+
+# ---------------------------------------------------------------- inference
+
+
+class InferenceSection(Section):
+    enabled: bool = Field(default=False, description="Run on-device image inference.")
+    name: Name = Field(default="camera", description="Topic name of the results.")
+    model: Path | None = Field(default=None, description="The .tflite model file.")
+    labels: Path | None = Field(default=None, description="Labels file, one per line.")
+    task: Literal["auto", "classification", "detection"] = Field(
+        default="auto", description="auto: detection if the model has 4 outputs."
+    )
+    camera: str = Field(
+        default="sim", description="sim | /dev/videoN | picamera2 | a video file or image folder."
+    )
+    fps: float = Field(default=2.0, gt=0, le=120, description="Target frames per second.")
+    num_threads: int = Field(default=1, ge=1, le=16, description="Interpreter threads.")
+    score_threshold: float = Field(default=0.5, ge=0, le=1, description="Drop weaker results.")
+    top_k: int = Field(default=3, ge=1, le=100, description="Labels kept (classification).")
+    roi: tuple[float, float, float, float] | None = Field(
+        default=None, description="Region of interest [ymin, xmin, ymax, xmax], 0..1."
+    )
+    publish_interval: DurationOrZero = Field(
+        default=60.0, description="Publish unchanged results at most this often (0: every frame)."
+    )
+    heartbeat_timeout: Duration = Field(
+        default=30.0, description="A worker silent this long is replaced."
+    )
+    max_rss: Size = Field(default=400 * 1024 * 1024, description="Worker memory limit.")
+
+
+# ---------------------------------------------------------------- ecosystem
+
+
+class HomeAssistantSection(Section):
+    discovery: bool = Field(default=False, description="Publish retained discovery configs.")
+    prefix: str = Field(default="homeassistant", description="Discovery prefix.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return _validate_topic_prefix(v)
+
+
+class MetricsSection(Section):
+    listen: str | None = Field(
+        default=None, description="host:port of an optional Prometheus endpoint."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port such as 127.0.0.1:9108, got {v!r}")
+        return v
+
+
+# ---------------------------------------------------------------- root
+
+
+class RootSection(Section):
+    """The whole file, with devices still raw (validated per driver afterwards)."""
+
+    gateway: GatewaySection
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    buffer: BufferSection = Field(default_factory=BufferSection)
+    devices: list[dict[str, Any]] = Field(default_factory=list)
+    inference: InferenceSection = Field(default_factory=InferenceSection)
+    homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+
+
+class Config(Section):
+    """A validated configuration."""
+
+    gateway: GatewaySection
+    mqtt: MqttSection
+    buffer: BufferSection
+    devices: tuple[DeviceBase, ...]
+    inference: InferenceSection
+    homeassistant: HomeAssistantSection
+    metrics: MetricsSection
+    source: str = "<config>"
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.mqtt.topic_prefix or f"gateway/{self.gateway.id}"
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"edge-gateway-{self.gateway.id}"
+
+    def device(self, name: str) -> DeviceBase:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+
+__all__ = [
+    "BufferSection",
+    "Config",
+    "DeviceBase",
+    "GatewaySection",
+    "HomeAssistantSection",
+    "I2CAddress",
+    "I2CDevice",
+    "InferenceSection",
+    "MetricsSection",
+    "MqttSection",
+    "PublishPolicy",
+    "RootSection",
+    "Section",
+    "SerialDevice",
+    "TlsSection",
+]

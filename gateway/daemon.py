@@ -1,0 +1,196 @@
+"""The daemon: builds the pipeline from a config, runs it, stops it in order.
+
+Start:  spool/outbox -> publisher -> readers (-> inference worker)
+Stop:   readers -> commit what they produced -> deliver for `stop_timeout`
+        -> offline status, disconnect -> close the spool.
+
+The main thread is the supervisor: it sleeps on an event (signals, watchdog
+ticks) and never polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from gateway.catalog import spec_for
+from gateway.config.model import Config, DeviceBase, I2CDevice
+from gateway.health import Health
+from gateway.mqtt.publisher import Publisher, read_password
+from gateway.outbox import Outbox, open_spool
+from gateway.readers.base import Reader, ReaderContext
+from gateway.readers.i2c import I2CBuses, I2CReader
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.health = Health()
+        b = cfg.buffer
+        spool = open_spool(
+            b.durability, str(b.path), max_messages=b.max_messages, max_bytes=b.max_bytes,
+            when_full=b.when_full, sync=b.sync,
+        )
+        self.outbox = Outbox(spool, cfg.topic_prefix, commit_interval=b.commit_interval,
+                             commit_max_rows=b.commit_max_rows)
+        self.publisher = Publisher(cfg, self.outbox, self.health, password=read_password(cfg))
+        self.sim: Any = None
+        if cfg.gateway.simulate:
+            from hardware_sim.world import SimWorld
+
+            self.sim = SimWorld.from_config(cfg)
+            self.buses = I2CBuses(self.sim.open_bus)
+        else:
+            self.buses = I2CBuses()
+        self.readers: dict[str, Reader] = {}
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+        self.exit_code = 0
+        #: Called by the supervisor loop on each tick (watchdog, status); set by service glue.
+        self.tick_hooks: list[Callable[[Gateway], None]] = []
+        #: Extra components with start()/stop() (inference, metrics), stopped in reverse.
+        self.components: list[Any] = []
+
+    # -- building readers ------------------------------------------------------------
+    def make_reader(self, dev: DeviceBase) -> Reader:
+        spec = spec_for(dev.driver)
+        ctx = ReaderContext(
+            put=self.outbox.put,
+            health=self.health.device(dev.name, dev.driver),
+            on_health_change=self.health.changed,
+            simulate=self.cfg.gateway.simulate,
+            resources={"sim": self.sim, "buses": self.buses},
+            publish_filter=self._publish_filter(dev),
+        )
+        if spec.kind == "i2c":
+            assert isinstance(dev, I2CDevice)
+            return I2CReader(dev, spec, ctx, self.buses)
+        assert spec.make_reader is not None, f"{dev.driver} has no reader"
+        return spec.make_reader(dev, ctx)
+
+    def _publish_filter(self, dev: DeviceBase) -> Any:
+        if dev.publish is None or not dev.publish.on_change:
+            return None
+        from gateway.publish_policy import ChangeFilter
+
+        return ChangeFilter(dev.publish)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.outbox.start()
+        self.publisher.start()
+        for dev in self.cfg.devices:
+            reader = self.make_reader(dev)
+            self.readers[dev.name] = reader
+            reader.start()
+        for comp in self.components:
+            comp.start()
+        log.info(
+            "edge-gateway %s started: %d devices, publishing to %s:%d under %s/",
+            self.cfg.gateway.id, len(self.readers), self.cfg.mqtt.host, self.cfg.mqtt.port,
+            self.cfg.topic_prefix,
+        )
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def run(self, tick: float | None = None) -> int:
+        """Start, then supervise until SIGTERM/SIGINT. Returns the exit code."""
+        self._install_signals()
+        self.start()
+        try:
+            while not self._stop_requested:
+                self._wake.wait(tick)
+                self._wake.clear()
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self.reload()
+                for hook in self.tick_hooks:
+                    hook(self)
+        finally:
+            self.shutdown()
+        return self.exit_code
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config (see gateway.service.reload when present)."""
+        try:
+            from gateway.service.reload import reload_gateway
+        except ImportError:
+            log.warning("SIGHUP: reload is not supported in this build; ignoring")
+            return
+        reload_gateway(self)
+
+    def stop_readers(self, names: list[str] | None = None, timeout: float = 5.0) -> None:
+        chosen = [self.readers[n] for n in (names if names is not None else list(self.readers))]
+        for r in chosen:
+            r.stop()
+        deadline = time.monotonic() + timeout
+        for r in chosen:
+            if not r.join(max(0.0, deadline - time.monotonic())):
+                log.error("reader %s did not stop within %.1f s", r.name, timeout)
+
+    def shutdown(self) -> None:
+        log.info("stopping")
+        self.stop_readers()
+        for comp in reversed(self.components):
+            try:
+                comp.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping %r failed", comp)
+        if not self.outbox.flush(timeout=10.0):
+            log.error("could not commit the last readings to the spool")
+        self.publisher.stop(self.cfg.gateway.stop_timeout)
+        self.outbox.stop()
+        self.buses.close()
+        if self.sim is not None:
+            self.sim.close()
+        log.info("stopped")
+
+    def alive_problems(self, max_age: float | None = None) -> list[str]:
+        """Threads that died or stopped making progress (for the watchdog)."""
+        problems: list[str] = []
+        now = time.monotonic()
+        if not self.outbox.alive:
+            problems.append("outbox spooler is not running")
+        if not self.publisher.alive:
+            problems.append("publisher is not running")
+        elif max_age is not None and now - self.publisher.heartbeat > max_age:
+            problems.append(f"publisher stuck for {now - self.publisher.heartbeat:.0f} s")
+        for name, r in self.readers.items():
+            if not r.alive:
+                problems.append(f"reader {name} is not running")
+            elif max_age is not None:
+                interval = getattr(r, "interval", 0.0) or 0.0
+                allowed = max_age + 2 * interval
+                if now - r.heartbeat > allowed:
+                    problems.append(f"reader {name} stuck for {now - r.heartbeat:.0f} s")
+        return problems
+
+    # -- signals -----------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.request_stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)

@@ -1,0 +1,103 @@
+"""Per-device and pipeline health: what `{prefix}/health`, metrics and systemd report."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+State = Literal["starting", "ok", "failing", "stopped"]
+
+
+@dataclass
+class DeviceHealth:
+    name: str
+    driver: str
+    state: State = "starting"
+    readings: int = 0
+    total_errors: int = 0
+    consecutive_errors: int = 0
+    last_success: float | None = None  # Unix time
+    last_error: str | None = None
+    last_error_at: float | None = None
+    #: Monotonic time the reader last finished a loop iteration (liveness).
+    heartbeat: float = field(default_factory=time.monotonic)
+    counters: dict[str, int] = field(default_factory=dict)  # protocol-specific (bad_checksum ...)
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "driver": self.driver,
+            "state": self.state,
+            "readings": self.readings,
+            "errors": self.total_errors,
+            "consecutive_errors": self.consecutive_errors,
+            "last_success": _iso(self.last_success),
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+        }
+        if self.counters:
+            out["counters"] = dict(self.counters)
+        return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    from gateway.reading import format_ts
+
+    return format_ts(ts)
+
+
+class Health:
+    """Shared health registry. Writers are the owning threads; readers take snapshots."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.devices: dict[str, DeviceHealth] = {}
+        self.broker_connected = False
+        self.broker_error: str | None = None
+        self.reconnects = 0
+        self.started_at = time.time()
+        self._listeners: list[Callable[[], None]] = []
+        self.extra: dict[str, Callable[[], dict[str, Any]]] = {}
+
+    def device(self, name: str, driver: str) -> DeviceHealth:
+        with self._lock:
+            h = self.devices.get(name)
+            if h is None or h.driver != driver:
+                h = DeviceHealth(name, driver)
+                self.devices[name] = h
+            return h
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self.devices.pop(name, None)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """`callback` runs in the thread that changed a state (keep it tiny)."""
+        self._listeners.append(callback)
+
+    def changed(self) -> None:
+        for cb in self._listeners:
+            cb()
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            states = [d.state for d in self.devices.values()]
+        return {s: states.count(s) for s in ("ok", "failing", "starting")}
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            devices = {n: d.snapshot() for n, d in sorted(self.devices.items())}
+        out: dict[str, Any] = {
+            "ts": _iso(time.time()),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "broker": {"connected": self.broker_connected, "reconnects": self.reconnects,
+                       "last_error": self.broker_error},
+            "devices": devices,
+        }
+        for key, fn in self.extra.items():
+            out[key] = fn()
+        return out

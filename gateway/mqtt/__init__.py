@@ -1,0 +1,1 @@
+"""MQTT delivery (paho-mqtt 2.x)."""

@@ -1,0 +1,340 @@
+"""The publisher: the one thread that owns the paho-mqtt client.
+
+paho runs its network loop in its own thread (`loop_start`). Its callbacks
+only hand facts to this thread through a queue (acks, connects, disconnects)
+and set an event; they take no application lock, because paho holds its own
+mutex while calling them (paho issues #226, #177). Everything else —
+publishing, acking the outbox, status and health — happens here.
+
+At most `max_inflight` readings are handed to paho before their PUBACKs come
+back; paho keeps its in-flight QoS 1 messages across a reconnect and resends
+them, and the spool keeps them across a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import ssl
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config.model import Config
+from gateway.health import Health
+from gateway.outbox import Outbox
+
+log = logging.getLogger("gateway.mqtt")
+
+
+class SecretError(Exception):
+    """The broker password cannot be read."""
+
+
+def read_password(cfg: Config) -> str | None:
+    """The broker password from `password_file` or `password_env` (never logged)."""
+    m = cfg.mqtt
+    if m.password_file is not None:
+        path = Path(m.password_file)
+        try:
+            st = path.stat()
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SecretError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from None
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) & (stat.S_IROTH | stat.S_IWOTH):
+            log.warning(
+                "mqtt.password_file %s is readable by others (mode %o); chmod 600 it",
+                path, stat.S_IMODE(st.st_mode),
+            )
+        return text.strip("\r\n")
+    if m.password_env is not None:
+        value = os.environ.get(m.password_env)
+        if value is None:
+            raise SecretError(f"mqtt.password_env: environment variable {m.password_env} is not set")
+        return value
+    return None
+
+
+class Publisher:
+    def __init__(
+        self,
+        cfg: Config,
+        outbox: Outbox,
+        health: Health,
+        *,
+        password: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.health = health
+        self.prefix = cfg.topic_prefix
+        self.status_topic = f"{self.prefix}/status"
+        self.health_topic = f"{self.prefix}/health"
+        self.qos = cfg.mqtt.qos
+        self.max_inflight = cfg.mqtt.max_inflight
+        self._events: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop_deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox message id
+        self._acked: list[int] = []
+        self.connected = False
+        self._ever_connected = False
+        self._last_refusal: str | None = None
+        self.error: BaseException | None = None
+        self.heartbeat = time.monotonic()
+        self.published = 0
+        self.failed_acks = 0
+        self.health_changed = False
+        #: Called in this thread after each (re)connect, e.g. Home Assistant discovery.
+        self.on_connected: list[Callable[[Publisher], None]] = []
+        #: Latency observer: (seconds from reading ts to PUBACK) -> None. Optional.
+        self.client = self._make_client(password)
+        outbox.on_ready(self._wake.set)
+        health.on_change(self._health_changed)
+
+    # -- setup ---------------------------------------------------------------------
+    def _make_client(self, password: str | None) -> mqtt.Client:
+        m = self.cfg.mqtt
+        v5 = m.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.cfg.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger("gateway.mqtt.paho"))
+        client.reconnect_delay_set(max(1, int(m.reconnect_min)), max(1, int(m.reconnect_max)))
+        client.max_queued_messages_set(0)
+        client.will_set(self.status_topic, b"offline", qos=1, retain=True)
+        if m.username is not None:
+            client.username_pw_set(m.username, password)
+        if m.tls is not None:
+            t = m.tls
+            ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
+            ctx.minimum_version = (
+                ssl.TLSVersion.TLSv1_3 if t.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+            )
+            if t.cert_file is not None:
+                ctx.load_cert_chain(str(t.cert_file), str(t.key_file) if t.key_file else None)
+            if t.insecure:
+                log.warning(
+                    "mqtt.tls.insecure is true: the broker's certificate hostname is NOT checked; "
+                    "anyone on the network path can impersonate the broker"
+                )
+                ctx.check_hostname = False
+            client.tls_set_context(ctx)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    # -- paho callbacks (paho's thread): hand facts over, nothing else ---------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                    properties: Any) -> None:
+        self._events.put(("connect", reason_code, None))
+        self._wake.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
+                       properties: Any) -> None:
+        self._events.put(("disconnect", reason_code, None))
+        self._wake.set()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
+                    properties: Any) -> None:
+        self._events.put(("ack", mid, reason_code))
+        self._wake.set()
+
+    def _health_changed(self) -> None:
+        self.health_changed = True
+        self._wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        props = None
+        if m.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(m.session_expiry)
+        self.client.connect_async(
+            m.host, m.port, keepalive=int(m.keepalive),
+            clean_start=m.protocol != "5" or m.session_expiry == 0,
+            properties=props,
+        )
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._main, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, drain_timeout: float) -> None:
+        """Deliver what is queued for up to `drain_timeout`, then go offline cleanly."""
+        self._stop_deadline = time.monotonic() + drain_timeout
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(drain_timeout + 10)
+            if self._thread.is_alive():
+                log.error("publisher did not stop in time")
+        self.client.loop_stop()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def publish_raw(self, topic: str, payload: bytes | str, qos: int = 1,
+                    retain: bool = False) -> mqtt.MQTTMessageInfo:
+        """For hooks running in this thread (status, health, discovery)."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    # -- the thread -------------------------------------------------------------------
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.error = exc
+            log.critical("publisher died: %r", exc, exc_info=True)
+            raise
+
+    def _loop(self) -> None:
+        health_every = self.cfg.gateway.health_interval
+        next_health = time.monotonic() + health_every
+        while True:
+            self._wake.clear()
+            self._drain_events()
+            now = time.monotonic()
+            self.heartbeat = now
+            if self.connected and (self.health_changed or now >= next_health):
+                self._publish_health()
+                next_health = now + health_every
+            stopping = self._stop_deadline is not None
+            backlog = True  # unknown while we cannot take
+            if self.connected and len(self._inflight) < self.max_inflight:
+                msgs = self.outbox.take(self.max_inflight - len(self._inflight))
+                for msg in msgs:
+                    self._send(msg.id, msg.topic, msg.payload)
+                if msgs:
+                    continue  # more may be waiting; events are drained first
+                backlog = False
+            if stopping:
+                assert self._stop_deadline is not None
+                if not self._inflight and (not self.connected or not backlog):
+                    break
+                if now >= self._stop_deadline:
+                    log.warning(
+                        "stop: %d readings not yet acknowledged stay in the spool for next start",
+                        len(self._inflight) + self.outbox.spool.count(),
+                    )
+                    break
+                timeout = self._stop_deadline - now
+            else:
+                timeout = max(0.0, next_health - now) if self.connected else None
+            self._wake.wait(timeout)
+        self._go_offline()
+
+    def _send(self, msg_id: int, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if self.qos == 0 and info.rc != mqtt.MQTT_ERR_SUCCESS:
+            # QoS 0 is not kept by paho while disconnected: take it again later.
+            self.outbox.rewind()
+            return
+        self._inflight[info.mid] = msg_id
+        self.published += 1
+
+    def _drain_events(self) -> None:
+        acked = self._acked
+        while True:
+            try:
+                kind, a, b = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "ack":
+                msg_id = self._inflight.pop(a, None)
+                if msg_id is None:
+                    continue  # status/health/discovery, or a pre-reconnect duplicate
+                if b is not None and getattr(b, "is_failure", False):
+                    self.failed_acks += 1
+                    log.error(
+                        "broker refused a reading (%s); it stays in the spool and is retried "
+                        "after the next reconnect", b,
+                    )
+                    continue
+                acked.append(msg_id)
+            elif kind == "connect":
+                self._connected(a)
+            elif kind == "disconnect":
+                self._disconnected(a)
+        if acked:
+            self.outbox.ack(acked)
+            self._acked = []
+
+    def _connected(self, reason_code: Any) -> None:
+        if getattr(reason_code, "is_failure", False):
+            text = f"connection refused by {self.cfg.mqtt.host}:{self.cfg.mqtt.port}: {reason_code}"
+            self.health.broker_error = text
+            if self._last_refusal != text:
+                log.error("%s (will retry)", text)
+                self._last_refusal = text
+            return
+        self._last_refusal = None
+        self.connected = True
+        self.health.broker_connected = True
+        self.health.broker_error = None
+        if self._ever_connected:
+            self.health.reconnects += 1
+            log.info("reconnected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        else:
+            log.info("connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self._ever_connected = True
+        self.publish_raw(self.status_topic, b"online", qos=1, retain=True)
+        for hook in self.on_connected:
+            try:
+                hook(self)
+            except Exception:  # noqa: BLE001 - a hook's bug must not stop delivery
+                log.exception("on-connect hook failed")
+        self._publish_health()
+
+    def _disconnected(self, reason_code: Any) -> None:
+        was = self.connected
+        self.connected = False
+        self.health.broker_connected = False
+        if was:
+            self.health.broker_error = f"disconnected: {reason_code}"
+            log.warning(
+                "lost the broker (%s); readings are kept in the spool, reconnecting", reason_code
+            )
+
+    def _publish_health(self) -> None:
+        self.health_changed = False
+        snap = self.health.snapshot()
+        snap["spool"] = {
+            "depth": self.outbox.spool.count(),
+            "bytes": self.outbox.spool.size_bytes(),
+            "dropped": self.outbox.stats.dropped_oldest,
+            "rejected": self.outbox.stats.rejected,
+            "accepted": self.outbox.stats.accepted,
+            "delivered": self.outbox.stats.delivered,
+        }
+        self.publish_raw(self.health_topic, json.dumps(snap, separators=(",", ":")), qos=0,
+                         retain=True)
+
+    def _go_offline(self) -> None:
+        if self.connected:
+            info = self.publish_raw(self.status_topic, b"offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=3.0)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish offline status: %s", exc)
+            self._drain_events()
+        self.client.disconnect()

@@ -1,0 +1,283 @@
+"""The outbox: the only path from readers to the broker.
+
+    readers --put()--> [bounded queue] --spooler thread--> spool (SQLite/memory)
+    publisher <--take()-- spool ; publisher --ack()--> [queue] --> spooler deletes
+
+A reading is *accepted* once the spooler has committed it; only then does it
+get its `seq` (so a reading lost before commit leaves no gap). Readings that
+arrive within `commit_interval` share one transaction, and acknowledgements
+ride along in the same transactions, so an SD card sees few writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from gateway.outbox.spool import Message, MemorySpool, NewRow, Spool, SqliteSpool
+from gateway.reading import Reading, encode_payload
+
+__all__ = ["Message", "Outbox", "OutboxStats", "open_spool"]
+
+log = logging.getLogger("gateway.outbox")
+
+
+@dataclass
+class OutboxStats:
+    accepted: int = 0  # committed to the spool
+    delivered: int = 0  # acknowledged by the broker and deleted
+    dropped_oldest: int = 0  # removed to make room (drop_oldest)
+    rejected: int = 0  # refused because the spool was full (reject_new)
+    overflowed: int = 0  # refused because the in-memory queue was full (spool stuck)
+    commits: int = 0
+    spool_errors: int = 0
+    last_commit_at: float = 0.0
+    per_device_dropped: dict[str, int] = field(default_factory=dict)
+
+
+class _Ack:
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = ids
+
+
+class _Flush:
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+def open_spool(
+    durability: str,
+    path: str,
+    *,
+    max_messages: int,
+    max_bytes: int,
+    when_full: str,
+    sync: str = "full",
+) -> Spool:
+    if durability == "memory":
+        return MemorySpool(max_messages=max_messages, max_bytes=max_bytes,
+                           when_full=when_full)  # type: ignore[arg-type]
+    return SqliteSpool(path, max_messages=max_messages, max_bytes=max_bytes,
+                       when_full=when_full, sync=sync)  # type: ignore[arg-type]
+
+
+class Outbox:
+    def __init__(
+        self,
+        spool: Spool,
+        topic_prefix: str,
+        *,
+        commit_interval: float = 0.01,
+        commit_max_rows: int = 500,
+        queue_size: int = 100_000,
+    ) -> None:
+        self.spool = spool
+        self.topic_prefix = topic_prefix
+        self.commit_interval = commit_interval
+        self.commit_max_rows = commit_max_rows
+        self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._seqs = spool.last_seqs()
+        self._listeners: list[Callable[[], None]] = []
+        self._thread: threading.Thread | None = None
+        self._cursor = 0  # id of the last message handed to the publisher
+        self._full_since: float | None = None
+        self._burst_dropped = 0
+        self.stats = OutboxStats()
+        self.error: BaseException | None = None
+        self.heartbeat = time.monotonic()
+
+    # -- lifecycle --------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="outbox-spooler", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything put so far is committed (or `timeout`)."""
+        if not self.alive:
+            return False
+        f = _Flush()
+        try:
+            self._q.put(f, timeout=timeout)
+        except queue.Full:
+            return False
+        return f.done.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the spooler and close the spool."""
+        if self._thread is not None and self._thread.is_alive():
+            try:
+                self._q.put(_STOP, timeout=timeout)
+            except queue.Full:
+                log.error("outbox queue stuck full at stop; %d readings lost", self._q.qsize())
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("outbox spooler did not stop within %.1f s", timeout)
+                return
+        self.spool.close()
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the spooler thread) after each commit of new rows."""
+        self._listeners.append(callback)
+
+    # -- readers' side -------------------------------------------------------------
+    def put(self, reading: Reading) -> bool:
+        """Queue a reading for the spool. Never blocks; False if the queue is full."""
+        try:
+            self._q.put_nowait(reading)
+            return True
+        except queue.Full:
+            self.stats.overflowed += 1
+            if self.stats.overflowed == 1 or self.stats.overflowed % 1000 == 0:
+                log.error(
+                    "outbox queue full (spool not keeping up): %d readings refused so far",
+                    self.stats.overflowed,
+                )
+            return False
+
+    # -- publisher's side -------------------------------------------------------------
+    def take(self, limit: int) -> list[Message]:
+        """The next `limit` accepted messages after the last ones taken, oldest first."""
+        msgs = self.spool.fetch(self._cursor, limit)
+        if msgs:
+            self._cursor = msgs[-1].id
+        return msgs
+
+    def rewind(self) -> None:
+        """Start taking again from the oldest unacknowledged message."""
+        self._cursor = 0
+
+    def ack(self, ids: Iterable[int]) -> None:
+        """These messages reached the broker: delete them (in the next commit)."""
+        batch = list(ids)
+        if batch:
+            self._q.put(_Ack(batch))
+
+    def depth(self) -> int:
+        """Readings accepted and not yet acknowledged, plus those still queued."""
+        return self.spool.count() + self._q.qsize()
+
+    # -- the spooler thread ---------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.error = exc
+            log.critical("outbox spooler died: %r", exc, exc_info=True)
+            raise
+
+    def _loop(self) -> None:
+        q = self._q
+        while True:
+            item = q.get()
+            batch = [item]
+            deadline = time.monotonic() + self.commit_interval
+            n_new = 1 if isinstance(item, Reading) else 0
+            stop = item is _STOP
+            while not stop and n_new < self.commit_max_rows:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+                if isinstance(item, Reading):
+                    n_new += 1
+                elif item is _STOP:
+                    stop = True
+            self._commit(batch)
+            self.heartbeat = time.monotonic()
+            if stop:
+                return
+
+    def _commit(self, batch: list[object]) -> None:
+        readings = [b for b in batch if isinstance(b, Reading)]
+        acked = [i for b in batch if isinstance(b, _Ack) for i in b.ids]
+        flushes = [b for b in batch if isinstance(b, _Flush)]
+        rows: list[NewRow] = []
+        seqs = self._seqs
+        if readings:
+            # Only accepted readings get a seq, so a refused one leaves no gap.
+            seqs = dict(seqs)
+            prefix = self.topic_prefix
+            for r in readings:
+                seq = seqs.get(r.device, 0) + 1
+                seqs[r.device] = seq
+                rows.append(NewRow(r.device, f"{prefix}/{r.device}", seq,
+                                   encode_payload(seq, r.ts, r.values)))
+            keep = self.spool.admit(len(rows), sum(len(r.payload) for r in rows))
+            if keep < len(rows):
+                self._note_full(len(rows) - keep, rejected=True)
+                rows = rows[:keep]
+                seqs = dict(self._seqs)
+                for row in rows:
+                    seqs[row.device] = row.seq
+        if not rows and not acked:
+            for f in flushes:
+                f.done.set()
+            return
+        while True:
+            try:
+                result = self.spool.write(rows, acked)
+                break
+            except Exception as exc:  # noqa: BLE001 - disk errors must not kill the pipeline
+                self.stats.spool_errors += 1
+                if self.stats.spool_errors in (1, 10) or self.stats.spool_errors % 100 == 0:
+                    log.error("spool write failed (%s); retrying", exc)
+                time.sleep(min(5.0, 0.1 * self.stats.spool_errors))
+        self._seqs = seqs
+        self.stats.commits += 1
+        self.stats.last_commit_at = time.time()
+        self.stats.accepted += len(result.stored)
+        self.stats.delivered += len(acked)
+        if result.dropped:
+            self._note_full(result.dropped, rejected=False)
+        elif rows and self._full_since is not None and self.spool.count() < _low_water(
+            self.spool
+        ):
+            self._end_full_burst()
+        for f in flushes:
+            f.done.set()
+        if result.stored:
+            for cb in self._listeners:
+                cb()
+
+    def _note_full(self, n: int, *, rejected: bool) -> None:
+        if rejected:
+            self.stats.rejected += n
+        else:
+            self.stats.dropped_oldest += n
+        if self._full_since is None:
+            self._full_since = time.monotonic()
+            policy = "rejecting new readings" if rejected else "dropping the oldest readings"
+            log.warning("spool full (%d readings): %s until there is room",
+                        self.spool.count(), policy)
+        self._burst_dropped += n
+
+    def _end_full_burst(self) -> None:
+        assert self._full_since is not None
+        log.warning(
+            "spool has room again: %d readings were lost to the full spool over %.0f s",
+            self._burst_dropped, time.monotonic() - self._full_since,
+        )
+        self._full_since = None
+        self._burst_dropped = 0
+
+
+def _low_water(spool: Spool) -> int:
+    cap = getattr(spool, "max_messages", 0)
+    return int(cap * 0.95) if cap else 0

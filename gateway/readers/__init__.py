@@ -1,0 +1,1 @@
+"""Reader threads: one per device, each owning its device's I/O."""

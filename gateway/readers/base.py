@@ -1,0 +1,223 @@
+"""What every reader thread shares: a name, an owner that stops it, health, backoff.
+
+A reader never dies from its device: every exception from a poll is counted,
+logged once per state change (failing / recovered) and retried with capped
+exponential backoff. An exception that escapes anyway (a bug) is recorded in
+`error` and logged, so the supervisor sees the thread is gone and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.health import DeviceHealth
+from gateway.reading import Reading
+
+log = logging.getLogger("gateway.readers")
+
+
+@dataclass
+class ReaderContext:
+    """What a reader needs from the daemon."""
+
+    put: Callable[[Reading], bool]
+    health: DeviceHealth
+    on_health_change: Callable[[], None] = lambda: None
+    simulate: bool = False
+    #: Shared resources (bus objects, locks, simulator handles), keyed by name.
+    resources: dict[str, Any] = field(default_factory=dict)
+    #: Optional report-on-change filter: returns the values to publish, or None to skip.
+    publish_filter: Callable[[dict[str, Any], float], dict[str, Any] | None] | None = None
+
+    def emit(self, values: dict[str, Any], ts: float | None = None) -> bool:
+        """Hand one reading to the outbox (after the publish policy, if any)."""
+        when = time.time() if ts is None else ts
+        h = self.health
+        h.readings += 1
+        if self.publish_filter is not None:
+            kept = self.publish_filter(values, when)
+            if kept is None:
+                return True
+            values = kept
+        return self.put(Reading(h.name, values, when))
+
+    def succeeded(self) -> None:
+        h = self.health
+        h.last_success = time.time()
+        if h.state != "ok":
+            if h.state == "failing":
+                log.info("%s: recovered after %d errors", h.name, h.consecutive_errors)
+            else:
+                log.info("%s: ok", h.name)
+            h.state = "ok"
+            h.consecutive_errors = 0
+            self.on_health_change()
+
+    def failed(self, exc: BaseException) -> None:
+        h = self.health
+        h.total_errors += 1
+        h.consecutive_errors += 1
+        h.last_error = describe(exc)
+        h.last_error_at = time.time()
+        if h.state != "failing":
+            log.warning("%s: failing: %s (retrying with backoff)", h.name, h.last_error)
+            h.state = "failing"
+            self.on_health_change()
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        import errno as _errno
+
+        name = _errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{name}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Backoff:
+    """Capped exponential backoff: base, 2·base, 4·base, ... up to cap."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = min(base, cap)
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return min(self.cap, self.base * (2 ** min(self.failures - 1, 30)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Reader:
+    """A named thread with a stop event. Subclasses implement `run_loop`."""
+
+    def __init__(self, name: str, ctx: ReaderContext) -> None:
+        self.name = name
+        self.ctx = ctx
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def heartbeat(self) -> float:
+        return self.ctx.health.heartbeat
+
+    def beat(self) -> None:
+        self.ctx.health.heartbeat = time.monotonic()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=f"reader-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop (returns at once; `join` waits)."""
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            self.run_loop()
+        except BaseException as exc:
+            self.error = exc
+            log.critical("reader %s died: %r", self.name, exc, exc_info=True)
+            raise
+        finally:
+            try:
+                self.close()
+            except Exception as exc:  # noqa: BLE001 - closing a broken device may fail too
+                log.debug("%s: close failed: %s", self.name, exc)
+            self.ctx.health.state = "stopped"
+
+    def run_loop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device (called once when the thread ends)."""
+
+
+class PolledReader(Reader):
+    """Polls a device on a drift-free schedule aligned to its interval.
+
+    Polls fall on multiples of `interval` on the monotonic clock, so devices
+    sharing an interval are read together and their readings share a commit.
+    A slow poll skips the slots it missed instead of bursting to catch up.
+    """
+
+    def __init__(self, name: str, ctx: ReaderContext, interval: float,
+                 backoff_cap: float | None = None) -> None:
+        super().__init__(name, ctx)
+        self.interval = interval
+        cap = backoff_cap if backoff_cap is not None else max(interval, 0.05)
+        self.backoff = Backoff(base=min(0.1, cap), cap=cap)
+        self.opened = False
+
+    def open(self) -> None:
+        """Open or initialise the device (may raise; retried with backoff)."""
+
+    def poll(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def next_slot(self, now: float) -> float:
+        iv = self.interval
+        return (int(now / iv) + 1) * iv
+
+    def run_loop(self) -> None:
+        stop = self.stop_event
+        ctx = self.ctx
+        due = self.next_slot(time.monotonic())
+        while True:
+            delay = due - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return
+            if stop.is_set():
+                return
+            try:
+                if not self.opened:
+                    self.open()
+                    self.opened = True
+                ts = time.time()
+                values = self.poll()
+            except Exception as exc:  # noqa: BLE001 - any device fault is retried, never fatal
+                ctx.failed(exc)
+                if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(
+                    exc
+                ):
+                    log.error("%s: unexpected error", self.name, exc_info=True)
+                self._reset()
+                due = time.monotonic() + self.backoff.next_delay()
+            else:
+                ctx.succeeded()
+                self.backoff.reset()
+                ctx.emit(values, ts)
+                due = self.next_slot(time.monotonic())
+            self.beat()
+
+    def _reset(self) -> None:
+        if self.opened:
+            try:
+                self.close()
+            except Exception as exc:  # noqa: BLE001
+                log.debug("%s: close after error failed: %s", self.name, exc)
+        self.opened = False
+
+
+def _is_device_error(exc: BaseException) -> bool:
+    from gateway.drivers import DriverError
+
+    return isinstance(exc, DriverError)

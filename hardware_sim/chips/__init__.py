@@ -1,0 +1,1 @@
+"""Register-level chip models, one module per driver name, each exporting `MODEL`."""

@@ -1,0 +1,256 @@
+"""Test support: a real Mosquitto on a free loopback port, subscribers, gateway processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
+    )
+    if found is None:
+        raise RuntimeError("mosquitto is not installed (make test installs it as root)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float = 10.0, up: bool = True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                if up:
+                    return
+        except OSError:
+            if not up:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"port {port} did not come {'up' if up else 'down'}")
+
+
+class Mosquitto:
+    """A real broker with its own config file, started and stopped by PID."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.extra_conf = extra_conf
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        # Started as root, mosquitto drops to its own user: keep files reachable.
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(workdir, 0o755)
+
+    def write_conf(self) -> None:
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 0\n"
+            "log_type error\nlog_type warning\n"
+            + self.extra_conf
+        )
+        os.chmod(self.conf, 0o644)
+
+    def start(self) -> None:
+        self.write_conf()
+        logf = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.conf)], stdout=logf, stderr=subprocess.STDOUT
+        )
+        logf.close()
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start: {self.log.read_text()[-2000:]}") from None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass
+class Subscriber:
+    """A paho subscriber collecting everything under a topic filter."""
+
+    port: int
+    topic: str = "#"
+    qos: int = 1
+    messages: list[Received] = field(default_factory=list)
+    client_id: str = ""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id or f"test-sub-{os.getpid()}-{id(self)}",
+            clean_session=not bool(self.client_id),
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        client.subscribe(self.topic, qos=self.qos)
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(Received(msg.topic, msg.payload, msg.retain, time.time()))
+            self._cond.notify_all()
+
+    def start(self) -> Subscriber:
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError("subscription not acknowledged")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def on(self, topic: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(min(remaining, 0.5))
+        return True
+
+    def count(self, topic: str) -> int:
+        return len(self.on(topic))
+
+
+def retained(port: int, topic: str, timeout: float = 5.0) -> bytes | None:
+    """The retained message on `topic` (None if there is none)."""
+    sub = Subscriber(port, topic).start()
+    try:
+        sub.wait_for(lambda s: s.messages, timeout=timeout)
+        got = [m for m in sub.messages if m.retain]
+        return got[-1].payload if got else None
+    finally:
+        sub.stop()
+
+
+class GatewayProcess:
+    """`python -m gateway run -c CONFIG` as a real subprocess."""
+
+    def __init__(self, config: Path, log: Path, args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.args = args or []
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProcess:
+        logf = open(self.log, "ab")  # noqa: SIM115
+        env = dict(os.environ)
+        env.update(self.env or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-level", "debug", "run", "-c",
+             str(self.config), *self.args],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        )
+        logf.close()
+        return self
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(5)
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running(gw: GatewayProcess) -> Iterator[GatewayProcess]:
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.kill()
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
