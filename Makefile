@@ -22,6 +22,18 @@ broker:
 	else \
 		echo "mosquitto is needed for the tests: sudo apt-get install -y mosquitto" >&2; exit 1; \
 	fi
+	@# systemd-analyze checks the unit file (tests/test_systemd_unit.py); not PID 1 here.
+	@if test -x /usr/bin/systemd-analyze; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing systemd-analyze (apt-get install systemd)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	else \
+		echo "systemd-analyze is needed for the tests: sudo apt-get install -y systemd" >&2; exit 1; \
+	fi
+
+## Install as a systemd service (run as root: sudo make install). See docs/deploy.md.
+install:
+	$(PYTHON) -m gateway install $(INSTALL_ARGS)
 
 run: $(STAMP)
 	$(PY) tools/demo.py config/simulator.yaml

@@ -56,8 +56,27 @@ class Gateway:
         self.exit_code = 0
         #: Called by the supervisor loop on each tick (watchdog, status); set by service glue.
         self.tick_hooks: list[Callable[[Gateway], None]] = []
+        #: Called once when the stop begins (STOPPING=1 to systemd).
+        self.stop_hooks: list[Callable[[Gateway], None]] = []
         #: Extra components with start()/stop() (inference, metrics), stopped in reverse.
         self.components: list[Any] = []
+        self._install_ecosystem()
+        if cfg.inference.enabled:
+            from gateway.inference.supervisor import InferenceSupervisor
+
+            self.components.append(InferenceSupervisor(cfg.inference, ReaderContext(
+                put=self.outbox.put, health=self.health.device(cfg.inference.name, "inference"),
+                on_health_change=self.health.changed, simulate=cfg.gateway.simulate)))
+
+    def _install_ecosystem(self) -> None:
+        """Home Assistant discovery (a publisher hook) and metrics (a component), if configured."""
+        from gateway.homeassistant import install as install_discovery
+
+        install_discovery(self)
+        if self.cfg.metrics.listen is not None:
+            from gateway.metrics import MetricsServer
+
+            self.components.append(MetricsServer(self))
 
     # -- building readers ------------------------------------------------------------
     def make_reader(self, dev: DeviceBase) -> Reader:
@@ -113,13 +132,14 @@ class Gateway:
         self.start()
         try:
             while not self._stop_requested:
+                # Hooks run right after start (READY=1) and after every wake/tick.
+                for hook in self.tick_hooks:
+                    hook(self)
                 self._wake.wait(tick)
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
-                for hook in self.tick_hooks:
-                    hook(self)
         finally:
             self.shutdown()
         return self.exit_code
@@ -144,11 +164,13 @@ class Gateway:
 
     def shutdown(self) -> None:
         log.info("stopping")
+        for hook in self.stop_hooks:
+            hook(self)
         self.stop_readers()
         for comp in reversed(self.components):
             try:
                 comp.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the rest
+            except Exception:
                 log.exception("stopping %r failed", comp)
         if not self.outbox.flush(timeout=10.0):
             log.error("could not commit the last readings to the spool")
@@ -173,8 +195,11 @@ class Gateway:
             if not r.alive:
                 problems.append(f"reader {name} is not running")
             elif max_age is not None:
+                # A polled reader beats after each poll, and after a failure only when
+                # its backoff (capped, possibly above the interval) has run out.
                 interval = getattr(r, "interval", 0.0) or 0.0
-                allowed = max_age + 2 * interval
+                backoff_cap = getattr(getattr(r, "backoff", None), "cap", 0.0) or 0.0
+                allowed = max_age + 2 * max(interval, backoff_cap)
                 if now - r.heartbeat > allowed:
                     problems.append(f"reader {name} stuck for {now - r.heartbeat:.0f} s")
         return problems

@@ -47,5 +47,5 @@ def setup_logging(level: str = "info") -> None:
     root.setLevel(level.upper())
     # paho logs every packet at DEBUG; keep it quiet unless asked for.
     logging.getLogger("gateway.mqtt.paho").setLevel(
-        logging.DEBUG if level.lower() == "debug" else logging.WARNING
+        logging.DEBUG if level.lower() == "debug" else logging.CRITICAL
     )

@@ -42,6 +42,7 @@ _ALL = [
     Quantity("hdop", None, None, "Horizontal dilution of precision"),
     Quantity("speed_kn", "kn", "speed", "Speed over ground"),
     Quantity("course_deg", "°", None, "Course over ground", icon="mdi:compass"),
+    Quantity("gps_time", None, "timestamp", "GPS UTC date and time", state_class=None),
     Quantity("inference_ms", "ms", "duration", "Inference time"),
 ]
 

@@ -17,7 +17,7 @@ class Reading:
 
 def format_ts(ts: float) -> str:
     """ISO 8601 UTC with milliseconds and `Z`: 2026-11-25T10:00:00.123Z."""
-    ms = int(round(ts * 1000.0))
+    ms = round(ts * 1000.0)
     secs, millis = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{millis:03d}Z"
 

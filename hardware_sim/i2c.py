@@ -9,6 +9,7 @@ the Linux i2c-dev driver reports for a NACK).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import threading
@@ -30,6 +31,37 @@ def eio() -> OSError:
     return OSError(errno.EIO, os.strerror(errno.EIO))
 
 
+def _crc_table(poly: int) -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ poly) if crc & 0x80 else crc << 1
+        table.append(crc & 0xFF)
+    return table
+
+
+_CRC31 = _crc_table(0x31)
+
+
+def crc8_0x31(data: bytes) -> int:
+    """CRC-8 poly 0x31, init 0xFF (Sensirion, Aosong), table-driven for the chip models."""
+    crc = 0xFF
+    for b in data:
+        crc = _CRC31[crc ^ b]
+    return crc
+
+
+def sensirion_words(words: Iterable[int], corrupt: bool = False) -> bytes:
+    """16-bit words -> MSB, LSB, CRC triplets as Sensirion chips send them."""
+    out = bytearray()
+    for w in words:
+        pair = bytes([(w >> 8) & 0xFF, w & 0xFF])
+        crc = crc8_0x31(pair)
+        out += pair + bytes([crc ^ 0xFF if corrupt else crc])
+    return bytes(out)
+
+
 @dataclass
 class Faults:
     """Faults a simulated chip can be told to show (all off by default)."""
@@ -45,14 +77,22 @@ class Faults:
     def from_config(cls, spec: dict[str, Any] | None) -> Faults:
         from gateway.config.types import parse_duration
 
+        if spec is not None and not isinstance(spec, dict):
+            raise ValueError("faults: expected a mapping such as {eio_burst: 5, absent_for: 10s}")
         f = cls()
         for key, value in (spec or {}).items():
             if key == "absent_for":
-                f.absent_until = parse_duration(value)
+                f.absent_until = float(parse_duration(value))
+                if not f.absent_until >= 0:
+                    raise ValueError(f"absent_for: expected a duration such as 5s, got {value!r}")
             elif key in {"nack", "stuck", "corrupt_crc", "slow_conversion"}:
-                setattr(f, key, bool(value))
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key}: expected true or false, got {value!r}")
+                setattr(f, key, value)
             elif key == "eio_burst":
-                f.eio_burst = int(value)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError(f"eio_burst: expected a number of transactions, got {value!r}")
+                f.eio_burst = value
             else:
                 raise ValueError(
                     f"unknown fault {key!r} (nack, eio_burst, absent_for, stuck, corrupt_crc, "
@@ -188,7 +228,8 @@ class SimBus:
         chip = self.chips.get(address)
         if chip is None:
             raise nack(address)
-        chip.check_present()
+        with chip.lock:  # fault counters change here; tests may flip faults from other threads
+            chip.check_present()
         return chip
 
     # -- the smbus2.SMBus surface -------------------------------------------
@@ -264,17 +305,26 @@ class SimBus:
             chip.write(bytes([register, *data]))
 
     def i2c_rdwr(self, *i2c_msgs: Any) -> None:
-        """Combined transactions with `smbus2.i2c_msg` objects (repeated start)."""
+        """Combined transactions with `smbus2.i2c_msg` objects (repeated start).
+
+        As in the kernel, the messages form one transfer: each addressed chip is
+        checked once (a NACK or EIO fails the whole transfer), then the messages
+        run in order. Read data is written into each message's own buffer.
+        """
+        checked: dict[int, SimChip] = {}
         for msg in i2c_msgs:
-            chip = self._chip(msg.addr)
+            if msg.addr not in checked:
+                checked[msg.addr] = self._chip(msg.addr)
+        for msg in i2c_msgs:
+            chip = checked[msg.addr]
             with chip.lock:
                 if msg.flags & I2C_M_RD:
                     data = chip.read(msg.len)
-                    for i, b in enumerate(data):
-                        msg.buf[i] = bytes([b]) if isinstance(msg.buf[i], bytes) else b
+                    if len(data) != msg.len:
+                        raise eio()
+                    ctypes.memmove(msg.buf, data, msg.len)
                 else:
                     chip.write(bytes(msg))
-
 
 def make_chip(
     driver: str,
@@ -300,12 +350,16 @@ def make_chip(
     except ModuleNotFoundError:
         raise ValueError(f"the simulator has no model of {driver!r}") from None
     model: type[SimChip] = module.MODEL
+    if sim is not None and not isinstance(sim, dict):
+        raise ValueError("sim: expected a mapping (values, faults, options)")
     sim = dict(sim or {})
     values = sim.pop("values", None)
     faults = Faults.from_config(sim.pop("faults", None))
     options = sim.pop("options", {}) or {}
     if sim:
         raise ValueError(f"unknown sim key {sorted(sim)[0]!r} (values, faults, options)")
+    if values is not None and not isinstance(values, dict):
+        raise ValueError("values: expected a mapping of quantity: profile")
     values = dict(values or {})
     if lively:
         phase = float(zlib.crc32(seed.encode()) % 300)
@@ -313,4 +367,14 @@ def make_chip(
             if key not in values:
                 amplitude = max(abs(default) * 0.004, 0.3)
                 values[key] = Sine(mean=default, amplitude=amplitude, period=300.0, phase=phase)
-    return model(address, values=values, faults=faults, clock=clock, **options)
+    if not isinstance(options, dict):
+        raise ValueError("options: expected a mapping of chip model options")
+    try:
+        return model(address, values=values, faults=faults, clock=clock, **options)
+    except TypeError as exc:
+        raise ValueError(f"options: {exc}") from None
+
+
+def validate_sim(driver: str, address: int, sim: dict[str, Any] | None) -> None:
+    """Raise ValueError if a device's `sim:` block could not build its chip model."""
+    make_chip(driver, address, sim, clock=SimClock(fixed=0.0), lively=False)

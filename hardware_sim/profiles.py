@@ -16,7 +16,7 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from gateway.config.types import parse_duration
 
@@ -86,7 +86,7 @@ def make_profile(spec: Any, default: float | None = None) -> Profile:
             raise ValueError("no value given")
         return Constant(default)
     if callable(spec):
-        return spec  # already a profile
+        return cast(Profile, spec)  # already a profile
     if isinstance(spec, bool):
         raise ValueError(f"not a value profile: {spec!r}")
     if isinstance(spec, int | float):

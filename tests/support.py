@@ -56,10 +56,12 @@ def wait_port(port: int, timeout: float = 10.0, up: bool = True) -> None:
 class Mosquitto:
     """A real broker with its own config file, started and stopped by PID."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "",
+                 persistent: bool = False) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        self.persistent = persistent
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
@@ -68,10 +70,19 @@ class Mosquitto:
         os.chmod(workdir, 0o755)
 
     def write_conf(self) -> None:
+        if self.persistent:
+            data = self.workdir / "data"
+            data.mkdir(exist_ok=True)
+            os.chmod(data, 0o777)  # mosquitto drops to its own user when started as root
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            # As root, mosquitto would drop to its own user, which cannot reach pytest's
+            # 0700 temp dirs; a test broker has no reason to.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + (f"persistence true\npersistence_location {self.workdir}/data/\n"
+               if self.persistent else "persistence false\n")
+            +
             "max_queued_messages 1000000\n"
             "max_inflight_messages 0\n"
             "log_type error\nlog_type warning\n"
@@ -146,7 +157,7 @@ class Subscriber:
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(Received(msg.topic, msg.payload, msg.retain, time.time()))
+            self.messages.append(Received(msg.topic, bytes(msg.payload), msg.retain, time.time()))
             self._cond.notify_all()
 
     def start(self) -> Subscriber:

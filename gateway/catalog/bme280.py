@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gateway.catalog import ChipProbe, DeviceSpec
-from gateway.config.model import I2CDevice, Section
+from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.config.model import Section
 from gateway.config.types import I2CAddress
 
 Oversampling = Literal[0, 1, 2, 4, 8, 16]
@@ -19,7 +20,7 @@ class BME280Oversampling(Section):
     humidity: Oversampling = Field(default=1, description="Humidity oversampling (0: skip).")
 
 
-class BME280Config(I2CDevice):
+class BME280Config(SimulatedI2CDevice):
     driver: Literal["bme280"]
     address: I2CAddress = Field(default=0x76, description="0x76 (SDO low) or 0x77 (SDO high).")
     oversampling: BME280Oversampling = Field(default_factory=BME280Oversampling)

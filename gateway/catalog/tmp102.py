@@ -7,11 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gateway.catalog import ChipProbe, DeviceSpec
-from gateway.config.model import I2CDevice
+from gateway.catalog._i2c import SimulatedI2CDevice
 from gateway.config.types import I2CAddress
 
 
-class TMP102Config(I2CDevice):
+class TMP102Config(SimulatedI2CDevice):
     driver: Literal["tmp102"]
     address: I2CAddress = Field(default=0x48, description="0x48..0x4B (ADD0 pin).")
     extended: bool = Field(default=False, description="13-bit extended mode (up to 150 °C).")

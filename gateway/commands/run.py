@@ -27,4 +27,8 @@ def main(args: argparse.Namespace) -> int:
     except SecretError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return gw.run()
+    from gateway.service.watchdog import attach
+
+    # systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY/STATUS/WATCHDOG/STOPPING; no-op outside it.
+    glue = attach(gw)
+    return gw.run(glue.tick)

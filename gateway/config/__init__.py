@@ -260,10 +260,8 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
     kept: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            kept.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if (isinstance(node, dict) and part in node) or in_list:
             kept.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(
@@ -294,7 +292,7 @@ def _message(err: Any, loc: tuple[str | int, ...], data: Any, model: type[BaseMo
         expected = err.get("ctx", {}).get("expected", "")
         msg = f"must be one of {expected}"
     got = err.get("input")
-    if kind not in {"missing"} and not isinstance(got, dict | list):
+    if kind not in {"missing"} and not isinstance(got, dict | list) and repr(got) not in msg:
         msg = f"{msg} (got {got!r})"
     return msg[0].lower() + msg[1:] if msg else msg
 

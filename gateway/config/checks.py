@@ -48,5 +48,12 @@ def run_checks(cfg: Any) -> list[Problem]:
                                     "required when inference is enabled"))
         else:
             need_file(inf.model, "inference", "model")
+            if Path(inf.model).is_file():
+                from gateway.inference.model import check_model
+
+                why = check_model(Path(inf.model), inf.task)
+                if why is not None:
+                    problems.append(Problem(cfg.source, line("inference", "model"),
+                                            "inference.model", why))
         need_file(inf.labels, "inference", "labels")
     return problems

@@ -146,6 +146,22 @@ class PublishPolicy(Section):
     max_silence: Duration | None = Field(
         default=None, description="Publish at least this often even without change."
     )
+    deadbands: dict[str, float | str] = Field(
+        default_factory=dict,
+        description=(
+            "Per-quantity deadbands overriding `deadband`: {humidity_pct: 2, pressure_hpa: \"0.1%\"}."
+        ),
+    )
+
+    @field_validator("deadbands")
+    @classmethod
+    def _deadbands(cls, v: dict[str, float | str]) -> dict[str, float | str]:
+        for key, band in v.items():
+            try:
+                cls._deadband(band)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return v
 
     @field_validator("deadband")
     @classmethod
@@ -200,8 +216,15 @@ class SerialDevice(DeviceBase):
     parity: Literal["none", "even", "odd", "mark", "space"] = Field(
         default="none", description="Parity."
     )
-    stopbits: Literal[1, 1.5, 2] = Field(default=1, description="Stop bits.")
+    stopbits: float = Field(default=1, description="Stop bits: 1, 1.5 or 2.")
     timeout: Duration = Field(default=1.0, le=60.0, description="Read timeout.")
+
+    @field_validator("stopbits")
+    @classmethod
+    def _stopbits(cls, v: float) -> float:
+        if v not in (1, 1.5, 2):
+            raise ValueError("must be 1, 1.5 or 2")
+        return v
 
     @field_validator("baudrate")
     @classmethod
@@ -259,12 +282,12 @@ class MetricsSection(Section):
         default=None, description="host:port of an optional Prometheus endpoint."
     )
 
-    @field_validator("listen")
+    @field_validator("listen", mode="before")
     @classmethod
-    def _listen(cls, v: str | None) -> str | None:
+    def _listen(cls, v: Any) -> Any:
         if v is None:
             return v
-        host, sep, port = v.rpartition(":")
+        host, sep, port = str(v).rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"expected host:port such as 127.0.0.1:9108, got {v!r}")
         return v

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -56,6 +56,24 @@ def parse_int_literal(value: Any) -> Any:
     return value
 
 
+_NAME = re.compile(r"[a-z0-9_-]{1,64}")
+
+
+def check_name(value: str) -> str:
+    """Names go into MQTT topics and client ids: no wildcards, separators or spaces."""
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "use 1 to 64 lowercase letters, digits, '_' or '-' (the name is part of MQTT topics)"
+        )
+    return value
+
+
+def check_i2c_address(value: int) -> int:
+    if not 0x03 <= value <= 0x77:
+        raise ValueError(f"0x{value:02x} is not a usable 7-bit I2C address (0x03 to 0x77)")
+    return value
+
+
 #: A positive duration in seconds, at least one millisecond.
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0.001)]
 #: A duration that may be zero (e.g. "no delay").
@@ -63,9 +81,6 @@ DurationOrZero = Annotated[float, BeforeValidator(parse_duration), Field(ge=0.0)
 #: A size in bytes.
 Size = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
 #: Names used in MQTT topics and client ids: no wildcards, no separators.
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9_-]+$", min_length=1, max_length=64),
-]
+Name = Annotated[str, AfterValidator(check_name)]
 #: A 7-bit I2C address outside the reserved ranges (I2C-bus spec UM10204 §3.1.12).
-I2CAddress = Annotated[int, BeforeValidator(parse_int_literal), Field(ge=0x03, le=0x77)]
+I2CAddress = Annotated[int, BeforeValidator(parse_int_literal), AfterValidator(check_i2c_address)]

@@ -79,7 +79,10 @@ class Calibration:
         h4 = (_s8(e[3]) << 4) | (e[4] & 0x0F)
         h5 = (_s8(e[5]) << 4) | (e[4] >> 4)
         h6 = _s8(e[6])
-        return cls(t1, t2, t3, p1, *p, H1=h1, H2=h2, H3=h3, H4=h4, H5=h5, H6=h6)
+        return cls(
+            T1=t1, T2=t2, T3=t3, P1=p1, P2=p[0], P3=p[1], P4=p[2], P5=p[3], P6=p[4], P7=p[5],
+            P8=p[6], P9=p[7], H1=h1, H2=h2, H3=h3, H4=h4, H5=h5, H6=h6,
+        )
 
 
 def _s8(v: int) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -41,9 +41,27 @@ class SecretError(Exception):
     """The broker password cannot be read."""
 
 
+def warn_if_others_can_read(path: Path, what: str, mode: int) -> bool:
+    """Warn when a secret's file is readable (or writable) by others. True if warned."""
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        log.warning(
+            "%s %s is readable by others (mode %o); chmod 600 it (or 640 with group "
+            "edge-gateway)", what, path, stat.S_IMODE(mode),
+        )
+        return True
+    return False
+
+
 def read_password(cfg: Config) -> str | None:
     """The broker password from `password_file` or `password_env` (never logged)."""
     m = cfg.mqtt
+    if m.tls is not None and m.tls.key_file is not None:
+        try:
+            warn_if_others_can_read(m.tls.key_file, "mqtt.tls.key_file",
+                                    Path(m.tls.key_file).stat().st_mode)
+        except OSError as exc:
+            raise SecretError(f"cannot read mqtt.tls.key_file {m.tls.key_file}: "
+                              f"{exc.strerror}") from None
     if m.password_file is not None:
         path = Path(m.password_file)
         try:
@@ -51,11 +69,7 @@ def read_password(cfg: Config) -> str | None:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise SecretError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO) & (stat.S_IROTH | stat.S_IWOTH):
-            log.warning(
-                "mqtt.password_file %s is readable by others (mode %o); chmod 600 it",
-                path, stat.S_IMODE(st.st_mode),
-            )
+        warn_if_others_can_read(path, "mqtt.password_file", st.st_mode)
         return text.strip("\r\n")
     if m.password_env is not None:
         value = os.environ.get(m.password_env)
@@ -88,6 +102,9 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._inflight: dict[int, int] = {}  # paho mid -> outbox message id
         self._acked: list[int] = []
+        # Wake for every ack only while acks free room we are waiting for (or at stop);
+        # otherwise they are collected at the next wake-up. Saves a thread switch per ack.
+        self._want_acks = True
         self.connected = False
         self._ever_connected = False
         self._last_refusal: str | None = None
@@ -99,6 +116,9 @@ class Publisher:
         #: Called in this thread after each (re)connect, e.g. Home Assistant discovery.
         self.on_connected: list[Callable[[Publisher], None]] = []
         #: Latency observer: (seconds from reading ts to PUBACK) -> None. Optional.
+        #: Called in this thread with the payload of each reading the broker acknowledged.
+        self.on_acked: Callable[[bytes], None] | None = None
+        self._sent_payloads: dict[int, bytes] = {}  # paho mid -> payload (only with on_acked)
         self.client = self._make_client(password)
         outbox.on_ready(self._wake.set)
         health.on_change(self._health_changed)
@@ -107,7 +127,7 @@ class Publisher:
     def _make_client(self, password: str | None) -> mqtt.Client:
         m = self.cfg.mqtt
         v5 = m.protocol == "5"
-        client = mqtt.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -136,6 +156,7 @@ class Publisher:
                 ctx.check_hostname = False
             client.tls_set_context(ctx)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         return client
@@ -146,6 +167,11 @@ class Publisher:
         self._events.put(("connect", reason_code, None))
         self._wake.set()
 
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        # TCP or TLS failed before any CONNACK (paho does not call on_connect then).
+        self._events.put(("connect_fail", getattr(client, "connect_error", None), None))
+        self._wake.set()
+
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         self._events.put(("disconnect", reason_code, None))
@@ -154,7 +180,8 @@ class Publisher:
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
         self._events.put(("ack", mid, reason_code))
-        self._wake.set()
+        if self._want_acks:
+            self._wake.set()
 
     def _health_changed(self) -> None:
         self.health_changed = True
@@ -165,7 +192,7 @@ class Publisher:
         m = self.cfg.mqtt
         props = None
         if m.protocol == "5":
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = int(m.session_expiry)
         self.client.connect_async(
             m.host, m.port, keepalive=int(m.keepalive),
@@ -191,6 +218,11 @@ class Publisher:
         self.client.loop_stop()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def call_soon(self, fn: Callable[[Publisher], None]) -> None:
+        """Run `fn(publisher)` in the publisher thread while connected (e.g. re-announce)."""
+        self._events.put(("call", fn, None))
         self._wake.set()
 
     def publish_raw(self, topic: str, payload: bytes | str, qos: int = 1,
@@ -219,8 +251,10 @@ class Publisher:
                 self._publish_health()
                 next_health = now + health_every
             stopping = self._stop_deadline is not None
+            timeout: float | None
             backlog = True  # unknown while we cannot take
-            if self.connected and len(self._inflight) < self.max_inflight:
+            # Refill only once half the window is free, so each take is a real batch.
+            if self.connected and len(self._inflight) <= self.max_inflight // 2:
                 msgs = self.outbox.take(self.max_inflight - len(self._inflight))
                 for msg in msgs:
                     self._send(msg.id, msg.topic, msg.payload)
@@ -240,6 +274,9 @@ class Publisher:
                 timeout = self._stop_deadline - now
             else:
                 timeout = max(0.0, next_health - now) if self.connected else None
+            self._want_acks = stopping or len(self._inflight) > self.max_inflight // 2
+            if self._want_acks and not self._events.empty():
+                continue  # acks arrived while deciding
             self._wake.wait(timeout)
         self._go_offline()
 
@@ -250,6 +287,8 @@ class Publisher:
             self.outbox.rewind()
             return
         self._inflight[info.mid] = msg_id
+        if self.on_acked is not None:
+            self._sent_payloads[info.mid] = payload
         self.published += 1
 
     def _drain_events(self) -> None:
@@ -263,6 +302,7 @@ class Publisher:
                 msg_id = self._inflight.pop(a, None)
                 if msg_id is None:
                     continue  # status/health/discovery, or a pre-reconnect duplicate
+                sent = self._sent_payloads.pop(a, None)
                 if b is not None and getattr(b, "is_failure", False):
                     self.failed_acks += 1
                     log.error(
@@ -271,10 +311,19 @@ class Publisher:
                     )
                     continue
                 acked.append(msg_id)
+                if sent is not None and self.on_acked is not None:
+                    self.on_acked(sent)
             elif kind == "connect":
                 self._connected(a)
+            elif kind == "connect_fail":
+                self._connect_failed(a)
             elif kind == "disconnect":
                 self._disconnected(a)
+            elif kind == "call" and self.connected:
+                try:
+                    a(self)
+                except Exception:
+                    log.exception("publisher call failed")
         if acked:
             self.outbox.ack(acked)
             self._acked = []
@@ -282,10 +331,8 @@ class Publisher:
     def _connected(self, reason_code: Any) -> None:
         if getattr(reason_code, "is_failure", False):
             text = f"connection refused by {self.cfg.mqtt.host}:{self.cfg.mqtt.port}: {reason_code}"
-            self.health.broker_error = text
-            if self._last_refusal != text:
-                log.error("%s (will retry)", text)
-                self._last_refusal = text
+            hint = _refusal_hint(str(reason_code))
+            self._refused(text + (f" ({hint})" if hint else ""), logging.ERROR)
             return
         self._last_refusal = None
         self.connected = True
@@ -301,9 +348,22 @@ class Publisher:
         for hook in self.on_connected:
             try:
                 hook(self)
-            except Exception:  # noqa: BLE001 - a hook's bug must not stop delivery
+            except Exception:
                 log.exception("on-connect hook failed")
         self._publish_health()
+
+    def _connect_failed(self, exc: BaseException | None) -> None:
+        what, level = _describe_connect_error(exc)
+        self._refused(f"cannot connect to {self.cfg.mqtt.host}:{self.cfg.mqtt.port}: {what}", level)
+
+    def _refused(self, text: str, level: int) -> None:
+        """A failed attempt: logged once per distinct reason; paho retries with backoff."""
+        self.connected = False
+        self.health.broker_connected = False
+        self.health.broker_error = text
+        if self._last_refusal != text:
+            log.log(level, "%s; readings are kept in the spool, retrying with backoff", text)
+            self._last_refusal = text
 
     def _disconnected(self, reason_code: Any) -> None:
         was = self.connected
@@ -338,3 +398,50 @@ class Publisher:
                 log.warning("could not publish offline status: %s", exc)
             self._drain_events()
         self.client.disconnect()
+
+
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed.
+
+    paho's loop calls `reconnect()` and, on OSError (refused, unreachable, TLS
+    handshake or certificate failure), only `on_connect_fail(client, userdata)`
+    without the exception; this keeps it for the publisher to report.
+    """
+
+    connect_error: BaseException | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            rc = super().reconnect()
+        except OSError as exc:
+            self.connect_error = exc
+            raise
+        self.connect_error = None
+        return rc
+
+
+def _describe_connect_error(exc: BaseException | None) -> tuple[str, int]:
+    """A stable one-line reason (the same on every retry) and its log level."""
+    if exc is None:
+        return "connection failed", logging.WARNING
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS certificate verification failed: {exc.verify_message} "
+                "(check mqtt.tls.ca_file and mqtt.host)", logging.ERROR)
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}", logging.ERROR
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (broker down or wrong port?)", logging.WARNING
+    if isinstance(exc, TimeoutError):
+        return "timed out", logging.WARNING
+    if exc.__class__ is OSError or isinstance(exc, ConnectionError):
+        return f"{exc.strerror or exc}", logging.WARNING
+    return f"{type(exc).__name__}: {exc}", logging.WARNING
+
+
+def _refusal_hint(reason: str) -> str:
+    text = reason.lower()
+    if "password" in text:
+        return "check mqtt.username and the password"
+    if "authori" in text:
+        return "check mqtt.username, the password and the broker's access rules"
+    return ""

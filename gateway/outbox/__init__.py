@@ -15,10 +15,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from gateway.outbox.spool import Message, MemorySpool, NewRow, Spool, SqliteSpool
+from gateway.outbox.spool import MemorySpool, Message, NewRow, Spool, SqliteSpool
 from gateway.reading import Reading, encode_payload
 
 __all__ = ["Message", "Outbox", "OutboxStats", "open_spool"]
@@ -81,6 +82,7 @@ class Outbox:
         commit_interval: float = 0.01,
         commit_max_rows: int = 500,
         queue_size: int = 100_000,
+        recent_size: int = 4096,
     ) -> None:
         self.spool = spool
         self.topic_prefix = topic_prefix
@@ -89,8 +91,12 @@ class Outbox:
         self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._seqs = spool.last_seqs()
         self._listeners: list[Callable[[], None]] = []
+        self._urgent = threading.Event()  # ends a commit window early (flush, stop)
         self._thread: threading.Thread | None = None
         self._cursor = 0  # id of the last message handed to the publisher
+        # Messages just committed, so the publisher need not read back what the spooler
+        # wrote a moment ago. A hint only: on any gap take() reads the spool itself.
+        self._recent: deque[Message] = deque(maxlen=recent_size)
         self._full_since: float | None = None
         self._burst_dropped = 0
         self.stats = OutboxStats()
@@ -115,6 +121,7 @@ class Outbox:
             self._q.put(f, timeout=timeout)
         except queue.Full:
             return False
+        self._urgent.set()
         return f.done.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -122,6 +129,7 @@ class Outbox:
         if self._thread is not None and self._thread.is_alive():
             try:
                 self._q.put(_STOP, timeout=timeout)
+                self._urgent.set()
             except queue.Full:
                 log.error("outbox queue stuck full at stop; %d readings lost", self._q.qsize())
             self._thread.join(timeout)
@@ -152,7 +160,21 @@ class Outbox:
     # -- publisher's side -------------------------------------------------------------
     def take(self, limit: int) -> list[Message]:
         """The next `limit` accepted messages after the last ones taken, oldest first."""
-        msgs = self.spool.fetch(self._cursor, limit)
+        recent = self._recent
+        cursor = self._cursor
+        while recent and recent[0].id <= cursor:
+            recent.popleft()
+        if recent and recent[0].id == cursor + 1:
+            msgs = []
+            while recent and len(msgs) < limit:
+                m = recent.popleft()
+                if m.id != cursor + 1:  # a gap (rows dropped): let the spool answer
+                    recent.appendleft(m)
+                    break
+                msgs.append(m)
+                cursor = m.id
+        else:
+            msgs = self.spool.fetch(cursor, limit)
         if msgs:
             self._cursor = msgs[-1].id
         return msgs
@@ -160,6 +182,7 @@ class Outbox:
     def rewind(self) -> None:
         """Start taking again from the oldest unacknowledged message."""
         self._cursor = 0
+        self._recent.clear()
 
     def ack(self, ids: Iterable[int]) -> None:
         """These messages reached the broker: delete them (in the next commit)."""
@@ -185,13 +208,16 @@ class Outbox:
         while True:
             item = q.get()
             batch = [item]
-            deadline = time.monotonic() + self.commit_interval
             n_new = 1 if isinstance(item, Reading) else 0
             stop = item is _STOP
+            if isinstance(item, Reading | _Ack):
+                # Let the commit window fill without waking per reading; a flush or a
+                # stop cuts it short.
+                self._urgent.wait(self.commit_interval)
+            self._urgent.clear()
             while not stop and n_new < self.commit_max_rows:
-                remaining = deadline - time.monotonic()
                 try:
-                    item = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                    item = q.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(item)
@@ -219,13 +245,6 @@ class Outbox:
                 seqs[r.device] = seq
                 rows.append(NewRow(r.device, f"{prefix}/{r.device}", seq,
                                    encode_payload(seq, r.ts, r.values)))
-            keep = self.spool.admit(len(rows), sum(len(r.payload) for r in rows))
-            if keep < len(rows):
-                self._note_full(len(rows) - keep, rejected=True)
-                rows = rows[:keep]
-                seqs = dict(self._seqs)
-                for row in rows:
-                    seqs[row.device] = row.seq
         if not rows and not acked:
             for f in flushes:
                 f.done.set()
@@ -239,12 +258,19 @@ class Outbox:
                 if self.stats.spool_errors in (1, 10) or self.stats.spool_errors % 100 == 0:
                     log.error("spool write failed (%s); retrying", exc)
                 time.sleep(min(5.0, 0.1 * self.stats.spool_errors))
+        if result.rejected:
+            # Refused rows are a tail of the batch: roll their seqs back (no gaps).
+            seqs = dict(self._seqs)
+            for m in result.stored:
+                seqs[m.device] = m.seq
+            self._note_full(result.rejected, rejected=True)
         self._seqs = seqs
         self.stats.commits += 1
         self.stats.last_commit_at = time.time()
         self.stats.accepted += len(result.stored)
         self.stats.delivered += len(acked)
         if result.dropped:
+            self._recent.clear()  # it may hold rows the policy just dropped
             self._note_full(result.dropped, rejected=False)
         elif rows and self._full_since is not None and self.spool.count() < _low_water(
             self.spool
@@ -253,6 +279,7 @@ class Outbox:
         for f in flushes:
             f.done.set()
         if result.stored:
+            self._recent.extend(result.stored)
             for cb in self._listeners:
                 cb()
 

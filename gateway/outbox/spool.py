@@ -51,7 +51,6 @@ class WriteResult:
 
 class Spool(Protocol):
     def last_seqs(self) -> dict[str, int]: ...
-    def admit(self, n: int, nbytes: int) -> int: ...
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult: ...
     def fetch(self, after_id: int, limit: int) -> list[Message]: ...
     def count(self) -> int: ...
@@ -66,6 +65,16 @@ class _Capacity:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self.when_full = when_full
+
+    def fits(self, rows: list[NewRow], count: int, nbytes: int) -> int:
+        """Under reject_new: how many of `rows` (a prefix) fit beside `count` rows of `nbytes`."""
+        kept = 0
+        for r in rows:
+            if count + kept + 1 > self.max_messages or nbytes + len(r.payload) > self.max_bytes:
+                break
+            kept += 1
+            nbytes += len(r.payload)
+        return kept
 
 
 _SCHEMA = """
@@ -104,9 +113,11 @@ class SqliteSpool(_Capacity):
         except sqlite3.DatabaseError as exc:
             self.moved_aside = self._move_aside(exc)
             self._db = self._open_writer()
-        self._count, self._bytes = self._db.execute(
+        count, nbytes = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
         ).fetchone()
+        self._count: int = int(count)
+        self._bytes: int = int(nbytes)
 
     # -- opening ---------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -157,15 +168,6 @@ class SqliteSpool(_Capacity):
     def last_seqs(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT device, seq FROM seqs").fetchall())
 
-    def admit(self, n: int, nbytes: int) -> int:
-        """How many of `n` new rows (`nbytes` in all) are kept under reject_new."""
-        if self.when_full != "reject_new":
-            return n
-        room = self.max_messages - self._count
-        if self._bytes + nbytes > self.max_bytes:
-            room = min(room, max(0, int(n * (self.max_bytes - self._bytes) / max(nbytes, 1))))
-        return max(0, min(n, room))
-
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
         """One transaction: delete acknowledged rows, make room, insert new rows."""
         result = WriteResult()
@@ -176,6 +178,10 @@ class SqliteSpool(_Capacity):
                 removed, removed_bytes = self._delete(delete_ids)
                 self._count -= removed
                 self._bytes -= removed_bytes
+            if rows and self.when_full == "reject_new":
+                keep = self.fits(rows, self._count, self._bytes)
+                result.rejected = len(rows) - keep
+                rows = rows[:keep]
             if rows:
                 new_bytes = sum(len(r.payload) for r in rows)
                 over = max(0, self._count + len(rows) - self.max_messages)
@@ -225,20 +231,22 @@ class SqliteSpool(_Capacity):
         need_bytes = self._bytes + new_bytes - self.max_bytes
         dropped = 0
         while over > 0 or need_bytes > 0:
-            got = self._db.execute(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)"
-                " RETURNING LENGTH(payload)",
-                (max(over, 64) if need_bytes > 0 else over,),
+            candidates = self._db.execute(
+                "SELECT id, LENGTH(payload) FROM messages ORDER BY id LIMIT ?",
+                (max(over, 256 if need_bytes > 0 else 1),),
             ).fetchall()
-            if not got:
+            if not candidates:
                 break
-            freed = 0
-            for (size,) in got:
-                freed += size
-            dropped += len(got)
-            over -= len(got)
+            cut = n = freed = 0
+            for row_id, size in candidates:
+                if over - n <= 0 and need_bytes - freed <= 0:
+                    break
+                cut, n, freed = row_id, n + 1, freed + size
+            self._db.execute("DELETE FROM messages WHERE id <= ?", (cut,))
+            dropped += n
+            over -= n
             need_bytes -= freed
-            self._count -= len(got)
+            self._count -= n
             self._bytes -= freed
         return dropped
 
@@ -292,15 +300,6 @@ class MemorySpool(_Capacity):
         with self._lock:
             return dict(self._seqs)
 
-    def admit(self, n: int, nbytes: int) -> int:
-        if self.when_full != "reject_new":
-            return n
-        with self._lock:
-            room = self.max_messages - len(self._rows)
-            if self._bytes + nbytes > self.max_bytes:
-                room = min(room, max(0, int(n * (self.max_bytes - self._bytes) / max(nbytes, 1))))
-            return max(0, min(n, room))
-
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
         result = WriteResult()
         with self._lock:
@@ -308,6 +307,10 @@ class MemorySpool(_Capacity):
                 m = self._rows.pop(i, None)
                 if m is not None:
                     self._bytes -= len(m.payload)
+            if rows and self.when_full == "reject_new":
+                keep = self.fits(rows, len(self._rows), self._bytes)
+                result.rejected = len(rows) - keep
+                rows = rows[:keep]
             new_bytes = sum(len(r.payload) for r in rows)
             while self._rows and (
                 len(self._rows) + len(rows) > self.max_messages
@@ -339,7 +342,7 @@ class MemorySpool(_Capacity):
         return len(self._rows)
 
     def size_bytes(self) -> int:
-        return self._bytes
+        return int(self._bytes)
 
     def close(self) -> None:
         if self._rows:

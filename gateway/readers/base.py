@@ -89,7 +89,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         self.failures += 1
-        return min(self.cap, self.base * (2 ** min(self.failures - 1, 30)))
+        return float(min(self.cap, self.base * 2.0 ** min(self.failures - 1, 30)))
 
     def reset(self) -> None:
         self.failures = 0
@@ -193,7 +193,7 @@ class PolledReader(Reader):
                     self.opened = True
                 ts = time.time()
                 values = self.poll()
-            except Exception as exc:  # noqa: BLE001 - any device fault is retried, never fatal
+            except Exception as exc:
                 ctx.failed(exc)
                 if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(
                     exc

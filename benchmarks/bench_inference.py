@@ -1,0 +1,207 @@
+"""Inference benchmark: worker throughput vs a bare invoke() loop, IPC cost, sensor latency.
+
+1. Inferences/s through the real worker process (capture from the simulated
+   camera, preprocess, invoke, postprocess, result over the pipe) divided by a
+   bare `interpreter.invoke()` loop on the same model in the same run. Two
+   models: the shipped shape classifier (~0.1 ms: the ratio shows the fixed
+   per-frame cost) and models/bench_int8.tflite (an untrained load of ~15-20 ms,
+   what a real model costs on a Pi). Goal: >= 0.95 for a Pi-class model.
+2. Per-frame IPC cost: a result message sent by a spawned process and
+   received here, per message.
+3. Sensor latency p99 at ~300 readings/s (3 simulated TMP102 readers at 10 ms),
+   inference off vs on (the bench model at 30 fps in the worker). Latency is
+   the time from a poll's scheduled slot to its reading reaching the outbox.
+   Goal: on is at most 5 ms worse.
+
+Run: .venv/bin/python benchmarks/bench_inference.py   (about 60 s)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from gateway.config.model import I2CDevice, InferenceSection  # noqa: E402
+from gateway.health import DeviceHealth  # noqa: E402
+from gateway.inference.model import Model  # noqa: E402
+from gateway.inference.supervisor import InferenceSupervisor  # noqa: E402
+from gateway.inference.worker import WorkerSettings, worker_main  # noqa: E402
+from gateway.readers.base import ReaderContext  # noqa: E402
+from gateway.reading import Reading  # noqa: E402
+
+MODELS = {"shapes_int8 (shipped)": REPO / "models" / "shapes_int8.tflite",
+          "bench_int8 (Pi-class load)": REPO / "models" / "bench_int8.tflite"}
+WINDOW = 4.0  # seconds measured per throughput run
+LATENCY_WINDOW = 8.0
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def bare_rate(path: Path) -> float:
+    model = Model(path)
+    interp = model.interpreter
+    for _ in range(3):
+        interp.invoke()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < WINDOW:
+        interp.invoke()
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def worker_rate(path: Path) -> float:
+    parent, child = SPAWN.Pipe()
+    # fps far above what the model can do: the worker runs flat out.
+    settings = WorkerSettings(model=str(path), camera="sim", fps=1e6)
+    proc = SPAWN.Process(target=worker_main, args=(child, settings), name="bench-worker")
+    proc.start()
+    child.close()
+    try:
+        msg = parent.recv()
+        assert msg[0] == "ready", msg
+        warm_until = time.perf_counter() + 1.0
+        while time.perf_counter() < warm_until:
+            parent.recv()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < WINDOW:
+            if parent.recv()[0] == "result":
+                n += 1
+        return n / (time.perf_counter() - t0)
+    finally:
+        parent.send("stop")
+        while parent.poll(5):  # drain until the worker closes its end
+            try:
+                parent.recv()
+            except EOFError:
+                break
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def _sender(conn: Connection, n: int) -> None:
+    values = {"labels": [{"label": "square", "score": 0.996}, {"label": "circle", "score": 0.61}]}
+    stats = {"frames": 1, "dropped": 0}
+    for _ in range(n):
+        conn.send(("result", time.time(), 0.12, values, stats))
+    conn.close()
+
+
+def ipc_cost_us(n: int = 20000) -> float:
+    parent, child = SPAWN.Pipe()
+    proc = SPAWN.Process(target=_sender, args=(child, n), name="bench-ipc")
+    proc.start()
+    child.close()
+    parent.recv()  # the sender is up
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        parent.recv()
+    dt = time.perf_counter() - t0
+    proc.join(10)
+    return dt / (n - 1) * 1e6
+
+
+class LatencySink:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.lateness: list[float] = []
+        self.recording = False
+
+    def put(self, r: Reading) -> bool:
+        now = time.monotonic()
+        if self.recording and r.device.startswith("t"):
+            # Polls fall on multiples of the interval (PolledReader): distance from the slot.
+            self.lateness.append((now % self.interval) * 1000.0)
+        return True
+
+
+def sensor_latency(inference: bool) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, readings/s) of 3 TMP102 readers at 10 ms."""
+    from gateway.catalog import spec_for
+    from gateway.readers.i2c import I2CBuses, I2CReader
+    from hardware_sim.world import SimWorld
+
+    interval = 0.01
+    sink = LatencySink(interval)
+    world = SimWorld()
+    readers = []
+    buses = I2CBuses(world.open_bus)
+    for i, addr in enumerate((0x48, 0x49, 0x4A)):
+        name = f"t{i}"
+        world.add_chip(name, "tmp102", 1, addr, None)
+        cfg = I2CDevice(name=name, driver="tmp102", address=addr, interval=interval)
+        ctx = ReaderContext(put=sink.put, health=DeviceHealth(name, "tmp102"))
+        readers.append(I2CReader(cfg, spec_for("tmp102"), ctx, buses))
+    sup = None
+    if inference:
+        icfg = InferenceSection(enabled=True, model=MODELS["bench_int8 (Pi-class load)"],
+                                fps=30, publish_interval=0)
+        sup = InferenceSupervisor(icfg, ReaderContext(put=sink.put,
+                                                      health=DeviceHealth("camera", "inference")))
+        sup.start()
+        deadline = time.monotonic() + 60
+        while sup.results < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for r in readers:
+        r.start()
+    time.sleep(1.0)
+    sink.recording = True
+    time.sleep(LATENCY_WINDOW)
+    sink.recording = False
+    for r in readers:
+        r.stop()
+    for r in readers:
+        r.join(5)
+    if sup is not None:
+        sup.stop()
+    buses.close()
+    lat = sorted(sink.lateness)
+    if not lat:
+        return float("nan"), float("nan"), 0
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+
+    return pct(50), pct(99), int(len(lat) / LATENCY_WINDOW)
+
+
+def main() -> int:
+    t_start = time.monotonic()
+    rows: list[tuple[str, Any, str]] = []
+    for name, path in MODELS.items():
+        bare = bare_rate(path)
+        work = worker_rate(path)
+        ratio = work / bare
+        goal = "goal >= 0.95" if "bench" in name else "fixed per-frame cost dominates"
+        rows.append((f"{name}: bare invoke()", f"{bare:8.1f} /s", f"{1000 / bare:.2f} ms each"))
+        rows.append((f"{name}: through worker", f"{work:8.1f} /s",
+                     f"overhead {1000 / work - 1000 / bare:.2f} ms/frame"))
+        rows.append((f"{name}: ratio worker/bare", f"{ratio:8.3f}", goal))
+    ipc = ipc_cost_us()
+    rows.append(("IPC: one result message, process -> supervisor", f"{ipc:8.1f} µs", "Pipe"))
+    off = sensor_latency(False)
+    on = sensor_latency(True)
+    rows.append(("sensor latency, inference off (p50 / p99)", f"{off[0]:.2f} / {off[1]:.2f} ms",
+                 f"{off[2]} readings/s"))
+    rows.append(("sensor latency, inference on  (p50 / p99)", f"{on[0]:.2f} / {on[1]:.2f} ms",
+                 f"{on[2]} readings/s"))
+    rows.append(("p99 worse with inference on", f"{on[1] - off[1]:+.2f} ms", "goal <= +5 ms"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measurement':<{width}}  {'value':>18}  note")
+    print("-" * (width + 45))
+    for label, value, note in rows:
+        print(f"{label:<{width}}  {value:>18}  {note}")
+    print(f"\n(total {time.monotonic() - t_start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""`driver: aht20` — Aosong AHT20 humidity and temperature."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gateway.catalog import ChipProbe, DeviceSpec
+from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.config.types import I2CAddress
+
+
+class AHT20Config(SimulatedI2CDevice):
+    driver: Literal["aht20"]
+    address: I2CAddress = Field(default=0x38, description="Fixed at 0x38.")
+
+
+def _make(bus: Any, cfg: AHT20Config) -> Any:
+    from gateway.drivers.aht20 import AHT20
+
+    return AHT20(bus, cfg.address)
+
+
+SPEC = DeviceSpec(
+    driver="aht20",
+    summary="Aosong AHT20 temperature and humidity",
+    kind="i2c",
+    config=AHT20Config,
+    quantities=("temperature_c", "humidity_pct"),
+    make_driver=_make,
+    probe=ChipProbe(addresses=(0x38,)),
+    reference="Aosong AHT20 product manual",
+)

@@ -1,0 +1,47 @@
+"""`driver: nmea` — a GPS receiver speaking NMEA 0183 (GGA + RMC) on a serial port."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gateway.catalog import DeviceSpec
+from gateway.config.model import SerialDevice
+from gateway.config.types import Duration
+
+
+class NmeaConfig(SerialDevice):
+    driver: Literal["nmea"]
+    interval: Duration | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="Publish the latest fix at most this often; absent: every fix.",
+    )
+    max_line: int = Field(
+        default=256, ge=82, le=65536,
+        description="Longest line kept (NMEA allows 82 characters); longer ones are dropped.",
+    )
+    silence_timeout: Duration = Field(
+        default=10.0, description="No valid sentence for this long marks the device failing.",
+    )
+
+
+def _make_reader(cfg: NmeaConfig, ctx: Any) -> Any:
+    from gateway.protocols.nmea import NmeaDecoder
+    from gateway.readers.serial import StreamReader
+
+    decoder = NmeaDecoder(counters=ctx.health.counters)
+    return StreamReader(cfg, ctx, decode=decoder.feed, interval=cfg.interval,
+                        max_line=cfg.max_line, silence_timeout=cfg.silence_timeout)
+
+
+SPEC = DeviceSpec(
+    driver="nmea",
+    summary="GPS receiver (NMEA 0183 GGA/RMC)",
+    kind="serial",
+    config=NmeaConfig,
+    quantities=("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "satellites",
+                "hdop", "speed_kn", "course_deg", "gps_time"),
+    make_reader=_make_reader,
+    reference="NMEA 0183 v4.11",
+)

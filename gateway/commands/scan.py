@@ -1,0 +1,191 @@
+"""`edge-gateway scan [--bus N] [-c CONFIG] [--simulate]`: what answers on an I2C bus.
+
+Presence is probed the way `i2cdetect` does by default: a read byte for
+0x30-0x37 and 0x50-0x5F (where a quick write could corrupt an EEPROM or
+confuse a write-protect), an SMBus quick write elsewhere. A responding address
+is then named from the catalog: by its id register when a candidate chip has
+one (BME280 0xD0 = 0x60, BMP280 0xD0 = 0x58), otherwise by its address alone.
+
+Buses: a real `/dev/i2c-N` (smbus2); with `-c CONFIG` of a `simulate: true`
+config, that config's simulated buses; with `--simulate`, a simulated bus
+holding one of every chip the simulator models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.cli import EXIT_CONFIG
+
+FIRST, LAST = 0x03, 0x77
+READ_PROBE = (range(0x30, 0x38), range(0x50, 0x60))
+
+#: One of every simulated chip, at addresses that do not collide (`--simulate`).
+SIM_LAYOUT: dict[str, int] = {
+    "bh1750": 0x23, "aht20": 0x38, "ina219": 0x40, "sht4x": 0x44, "sht3x": 0x45, "tmp102": 0x48,
+    "ads1115": 0x49, "bme280": 0x76, "bmp280": 0x77,
+}
+
+
+@dataclass
+class Found:
+    address: int
+    #: Drivers this address is consistent with, best first.
+    chips: list[str] = field(default_factory=list)
+    #: How the chip was named: "id 0x60 at 0xd0", "address", or "" when unknown.
+    by: str = ""
+    #: Configured devices at this address (with -c).
+    configured: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if not self.chips:
+            what = "unknown chip"
+        elif self.by == "address":
+            what = " or ".join(self.chips) + " (by address)"
+        else:
+            what = f"{self.chips[0]} ({self.by})"
+        if self.configured:
+            what += "  <- configured: " + ", ".join(self.configured)
+        return f"0x{self.address:02x}  {what}"
+
+
+def responds(bus: Any, address: int) -> bool:
+    """Does anything ACK `address`? (i2cdetect's default probe per range)."""
+    try:
+        if any(address in r for r in READ_PROBE):
+            bus.read_byte(address)
+        else:
+            bus.write_quick(address)
+    except OSError:
+        return False
+    return True
+
+
+def identify(bus: Any, address: int) -> tuple[list[str], str]:
+    """Candidate drivers for a responding address, and how they were chosen."""
+    from gateway.catalog import specs
+
+    by_address: list[str] = []
+    for name, spec in sorted(specs().items()):
+        probe = spec.probe
+        if spec.kind != "i2c" or probe is None or address not in probe.addresses:
+            continue
+        if probe.id_register is None:
+            by_address.append(name)
+            continue
+        try:
+            if probe.id_format == "word_be":
+                msb, lsb = bus.read_i2c_block_data(address, probe.id_register, 2)
+                value = (msb << 8) | lsb
+            else:
+                value = bus.read_byte_data(address, probe.id_register)
+        except OSError:
+            continue
+        if value in probe.id_values:
+            return [name], f"id 0x{value:02x} at register 0x{probe.id_register:02x}"
+    return by_address, ("address" if by_address else "")
+
+
+def scan_bus(bus: Any, configured: dict[int, list[tuple[str, str]]] | None = None) -> list[Found]:
+    """Every responding address on `bus`; `configured`: address -> [(device name, driver)]."""
+    found: list[Found] = []
+    for address in range(FIRST, LAST + 1):
+        if not responds(bus, address):
+            continue
+        chips, by = identify(bus, address)
+        devices = (configured or {}).get(address, [])
+        if by == "address":  # the configured driver is the likeliest of the candidates
+            wanted = [d for _, d in devices]
+            chips.sort(key=lambda c: (c not in wanted, c))
+        found.append(Found(address, chips, by, [f"{n} ({d})" for n, d in devices]))
+    return found
+
+
+def simulated_bus(bus_number: int = 1) -> Any:
+    from hardware_sim.i2c import SimBus, SimClock, make_chip
+
+    clock = SimClock()
+    bus = SimBus(bus_number)
+    for driver, address in SIM_LAYOUT.items():
+        bus.attach(make_chip(driver, address, None, clock, seed=driver))
+    return bus
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("scan", help="list the addresses answering on an I2C bus and what chips they are")
+    p.add_argument("--bus", type=int, default=None, metavar="N",
+                   help="bus number (/dev/i2c-N); default: 1, or every bus of the config")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="mark configured devices; with simulate: true, scan its simulated buses")
+    p.add_argument("--simulate", action="store_true",
+                   help="scan a simulated bus holding one of every supported chip")
+    p.set_defaults(func="gateway.commands.scan:main")
+
+
+def main(args: argparse.Namespace) -> int:
+    configured: dict[int, dict[int, list[tuple[str, str]]]] = {}
+    buses: dict[int, Any] = {}
+    if args.config:
+        from gateway.config import ConfigError, load_config
+        from gateway.config.model import I2CDevice
+
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return EXIT_CONFIG
+        for dev in cfg.devices:
+            if isinstance(dev, I2CDevice):
+                configured.setdefault(dev.bus, {}).setdefault(dev.address, []).append(
+                    (dev.name, dev.driver)
+                )
+        if cfg.gateway.simulate and not args.simulate:
+            # Only the I2C chips of the config (serial devices need no simulating here).
+            from hardware_sim.world import SimWorld
+
+            world = SimWorld()
+            for dev in cfg.devices:
+                if isinstance(dev, I2CDevice):
+                    world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
+            buses = dict(world.buses)
+    if args.simulate:
+        number = 1 if args.bus is None else args.bus
+        buses = {number: simulated_bus(number)}
+    numbers = [args.bus] if args.bus is not None else (sorted(buses or configured) or [1])
+    status = 0
+    for number in numbers:
+        bus = buses.get(number)
+        opened = False
+        if bus is None:
+            if buses:  # a simulated world without this bus
+                print(f"bus {number}: not simulated by this config", file=sys.stderr)
+                status = 1
+                continue
+            try:
+                from smbus2 import SMBus
+
+                bus = SMBus(number)
+                opened = True
+            except OSError as exc:
+                print(f"bus {number}: cannot open /dev/i2c-{number}: {exc.strerror or exc}",
+                      file=sys.stderr)
+                status = 1
+                continue
+        try:
+            found = scan_bus(bus, configured.get(number))
+        finally:
+            if opened:
+                bus.close()
+        kind = "simulated" if number in buses else f"/dev/i2c-{number}"
+        print(f"bus {number} ({kind}): {len(found)} device{'s' if len(found) != 1 else ''}")
+        for f in found:
+            print("  " + f.describe())
+        missing = sorted(set(configured.get(number, {})) - {f.address for f in found})
+        for address in missing:
+            names = ", ".join(f"{n} ({d})" for n, d in configured[number][address])
+            print(f"  0x{address:02x}  no answer  <- configured: {names}")
+    return status

@@ -1,0 +1,71 @@
+"""Sensirion SHT4x (SHT40/SHT41/SHT45) humidity and temperature sensor.
+
+Reference: Sensirion "Datasheet SHT4x" (v6.6, 2024). I2C addresses §4.1
+(0x44 for SHT4x-A, 0x45 -B, 0x46 -C), command overview §4.5 Table 7 (0xFD
+high precision 8.3 ms max, 0xF6 medium 4.5 ms, 0xE0 low 1.6 ms; 0x89 serial
+number; 0x94 soft reset), CRC §4.4 (same CRC-8 as the SHT3x), conversion §4.6:
+T = -45 + 175·S_T/(2^16-1), RH = -6 + 125·S_RH/(2^16-1), cropped to 0..100 %RH.
+
+While measuring the chip NACKs its read header, which is "not ready yet".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from gateway.drivers import ConversionTimeout, check_words, is_nack, read_bytes, write_bytes
+
+DEFAULT_ADDRESS = 0x44
+
+Precision = Literal["high", "medium", "low"]
+CMD_MEASURE: dict[str, int] = {"high": 0xFD, "medium": 0xF6, "low": 0xE0}
+MEASUREMENT_TIME_S: dict[str, float] = {"high": 0.0083, "medium": 0.0045, "low": 0.0016}
+CMD_SERIAL = 0x89
+CMD_SOFT_RESET = 0x94
+
+
+def convert(s_t: int, s_rh: int) -> dict[str, float]:
+    """§4.6: raw words -> °C and %RH (RH cropped to the physical range, as the datasheet advises)."""
+    rh = -6.0 + 125.0 * s_rh / 65535.0
+    return {
+        "temperature_c": round(-45.0 + 175.0 * s_t / 65535.0, 3),
+        "humidity_pct": round(min(100.0, max(0.0, rh)), 3),
+    }
+
+
+class SHT4x:
+    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, precision: Precision = "high",
+                 sleep: Any = time.sleep) -> None:
+        if precision not in CMD_MEASURE:
+            raise ValueError(f"precision must be high, medium or low, not {precision!r}")
+        self.bus = bus
+        self.address = address
+        self.precision = precision
+        self._sleep = sleep
+        self.serial_number = self.read_serial()
+
+    def read_serial(self) -> int:
+        write_bytes(self.bus, self.address, [CMD_SERIAL])
+        self._sleep(0.001)
+        hi, lo = check_words(read_bytes(self.bus, self.address, 6), "SHT4x serial number")
+        return (hi << 16) | lo
+
+    def read(self) -> dict[str, float]:
+        write_bytes(self.bus, self.address, [CMD_MEASURE[self.precision]])
+        budget = MEASUREMENT_TIME_S[self.precision]
+        self._sleep(budget)
+        for attempt in range(4):
+            try:
+                data = read_bytes(self.bus, self.address, 6)
+                break
+            except OSError as exc:
+                if not is_nack(exc):
+                    raise
+                if attempt == 3:
+                    raise ConversionTimeout(
+                        f"SHT4x at 0x{self.address:02x}: no result {budget * 2:.4f} s after the command"
+                    ) from exc
+                self._sleep(budget / 3)
+        s_t, s_rh = check_words(data, f"SHT4x at 0x{self.address:02x}")
+        return convert(s_t, s_rh)

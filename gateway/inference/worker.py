@@ -1,0 +1,137 @@
+"""The inference worker: a spawned process that owns the camera and the interpreter.
+
+Frames are captured inside this process and never cross the process boundary;
+only small messages go back to the supervisor over a Pipe:
+
+    ("ready", description)                      model and camera are open
+    ("result", ts, inference_ms, values, stats) one per inferred frame
+    ("hb", stats)                               alive while waiting between frames
+    ("error", where, message)                   then the process exits non-zero
+
+The supervisor sends "stop" to end it. The loop paces itself on the monotonic
+clock at the target fps; when a frame takes longer than the frame period the
+missed slots are skipped and counted (frames are dropped, never queued). The
+wait between frames is a blocking `poll` on the pipe, so the process sleeps.
+If the parent disappears the pipe breaks and the worker exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+#: Exit codes, so the supervisor's log says why a worker ended.
+EXIT_MODEL = 3
+EXIT_CAMERA = 4
+EXIT_PARENT_GONE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Everything the worker needs (pickled once, at spawn)."""
+
+    model: str
+    labels: str | None = None
+    task: str = "auto"
+    num_threads: int = 1
+    score_threshold: float = 0.5
+    top_k: int = 3
+    roi: tuple[float, float, float, float] | None = None
+    camera: str = "sim"
+    fps: float = 2.0
+    seed: int = 0
+    #: Send a heartbeat at least this often while idle between frames.
+    heartbeat_interval: float = 1.0
+
+
+def _describe(exc: BaseException) -> str:
+    from gateway.readers.base import describe
+
+    return describe(exc)
+
+
+def worker_main(conn: Connection, settings: WorkerSettings) -> None:
+    """Process entry point (spawn start method)."""
+    # Ctrl-C in a terminal signals the whole process group; the supervisor decides
+    # when the worker stops (it sends "stop"), so the worker ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = _run(conn, settings)
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        code = EXIT_PARENT_GONE
+    finally:
+        conn.close()
+    sys.exit(code)
+
+
+def _run(conn: Connection, s: WorkerSettings) -> int:
+    from pathlib import Path
+
+    from gateway.inference.camera import CameraError, open_camera
+    from gateway.inference.model import Model
+
+    try:
+        model = Model(Path(s.model), labels=Path(s.labels) if s.labels else None, task=s.task,
+                      num_threads=s.num_threads, score_threshold=s.score_threshold,
+                      top_k=s.top_k, roi=s.roi)
+    except Exception as exc:  # noqa: BLE001 - any load failure is reported, the supervisor retries
+        conn.send(("error", "model", f"cannot load model {s.model}: {_describe(exc)}"))
+        return EXIT_MODEL
+    try:
+        camera = open_camera(s.camera, seed=s.seed)
+    except (CameraError, OSError, ValueError) as exc:
+        conn.send(("error", "camera", f"{_describe(exc)}"))
+        return EXIT_CAMERA
+    try:
+        conn.send(("ready", f"{model.describe()}; camera {s.camera}"))
+        return _loop(conn, s, model, camera)
+    finally:
+        camera.close()
+
+
+def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
+    from gateway.inference.camera import CameraError
+
+    period = 1.0 / s.fps
+    stats = {"frames": 0, "dropped": 0}
+    due = time.monotonic()
+    last_sent = due
+    missed = 0  # frame slots that passed while the model was busy
+    while True:
+        # Sleep until the next frame is due, answering to "stop" and beating meanwhile.
+        while True:
+            now = time.monotonic()
+            wait = due - now
+            if wait <= 0:
+                if conn.poll(0) and conn.recv() == "stop":
+                    return 0
+                break
+            timeout = min(wait, max(0.0, last_sent + s.heartbeat_interval - now))
+            if conn.poll(timeout):
+                if conn.recv() == "stop":
+                    return 0
+            elif time.monotonic() - last_sent >= s.heartbeat_interval:
+                conn.send(("hb", dict(stats)))
+                last_sent = time.monotonic()
+        try:
+            frame = camera.read()
+        except (CameraError, OSError, ValueError) as exc:
+            conn.send(("error", "camera", _describe(exc)))
+            return EXIT_CAMERA
+        ts = time.time()
+        result = model.run(frame)
+        stats["frames"] += 1
+        stats["dropped"] = missed + int(getattr(camera, "skipped", 0))
+        conn.send(("result", ts, result.inference_ms, result.values, dict(stats)))
+        last_sent = time.monotonic()
+        # Next slot on the fixed grid; slots that already passed are dropped, not queued.
+        due += period
+        now = time.monotonic()
+        if now > due:
+            late = int((now - due) / period) + 1
+            missed += late
+            due += late * period

@@ -1,0 +1,262 @@
+"""Opt-in Prometheus endpoint (`metrics.listen: 127.0.0.1:9108`).
+
+Nothing is counted twice: a custom collector reads the numbers the pipeline
+already keeps (per-device `Health`, `Outbox.stats`, the publisher's broker
+state) at scrape time, so the hot paths pay nothing. Only latencies need an
+observation per event; those go into `Histogram` below (a lock and a bisect).
+
+Other components export their numbers without knowing about Prometheus:
+- per-device counters in `DeviceHealth.counters` (e.g. the inference
+  supervisor's `restarts`) become `edge_gateway_device_events_total`, and
+  `restarts` also `edge_gateway_worker_restarts_total`;
+- `observe_inference(seconds)` feeds the inference latency histogram;
+- numeric leaves of `Health.extra` sources become gauges.
+
+prometheus-client is imported only when the endpoint is enabled (the
+`metrics` extra).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+log = logging.getLogger("gateway.metrics")
+
+#: Seconds from a reading's timestamp to the broker's PUBACK.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   300.0, 3600.0)
+#: Seconds per inference.
+INFERENCE_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Histogram:
+    """A thread-safe cumulative histogram, exported by the collector at scrape time."""
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.bounds = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.bounds) + 1)  # last: +Inf only
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        i = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += value
+
+    def snapshot(self) -> tuple[list[tuple[str, int]], float]:
+        """Cumulative buckets [(le, count)...] ending with +Inf, and the sum."""
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        out: list[tuple[str, int]] = []
+        running = 0
+        for bound, c in zip((*self.bounds, float("inf")), counts, strict=True):
+            running += c
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+        return out, total
+
+
+#: Fed by the inference supervisor (or anything running a model).
+INFERENCE_LATENCY = Histogram(INFERENCE_BUCKETS)
+
+
+def observe_inference(seconds: float) -> None:
+    INFERENCE_LATENCY.observe(seconds)
+
+
+def reading_age(payload: bytes, now: float | None = None) -> float | None:
+    """Seconds since the `ts` of a reading payload (None if it has none)."""
+    from gateway.commands.watch import parse_ts
+
+    # The encoder writes seq then ts first: avoid parsing the whole JSON.
+    start = payload.find(b'"ts":"')
+    if start < 0:
+        return None
+    end = payload.find(b'"', start + 6)
+    ts = parse_ts(payload[start + 6:end].decode("ascii", "replace"))
+    if ts is None:
+        return None
+    return (time.time() if now is None else now) - ts
+
+
+class GatewayCollector:
+    """Reads the gateway's own bookkeeping when Prometheus scrapes."""
+
+    def __init__(self, gateway: Any, latency: Histogram) -> None:
+        self.gw = gateway
+        self.latency = latency
+
+    def describe(self) -> list[Any]:
+        return []  # unchecked collector: metrics are known only at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        gw = self.gw
+        health = gw.health
+        with health._lock:
+            devices = list(health.devices.values())
+        readings = CounterMetricFamily("edge_gateway_readings", "Readings taken per device.",
+                                       labels=["device", "driver"])
+        errors = CounterMetricFamily("edge_gateway_errors", "Failed polls per device.",
+                                     labels=["device", "driver"])
+        up = GaugeMetricFamily("edge_gateway_device_up",
+                               "1 when the device's last poll succeeded.", labels=["device"])
+        events = CounterMetricFamily("edge_gateway_device_events",
+                                     "Device-specific counters (bad checksums, restarts...).",
+                                     labels=["device", "event"])
+        restarts = CounterMetricFamily("edge_gateway_worker_restarts",
+                                       "Worker process restarts (inference).", labels=["device"])
+        for d in devices:
+            readings.add_metric([d.name, d.driver], d.readings)
+            errors.add_metric([d.name, d.driver], d.total_errors)
+            up.add_metric([d.name], 1.0 if d.state == "ok" else 0.0)
+            for key, value in dict(d.counters).items():
+                events.add_metric([d.name, key], value)
+                if key == "restarts":
+                    restarts.add_metric([d.name], value)
+        yield from (readings, errors, up, events, restarts)
+
+        stats = gw.outbox.stats
+        spool = gw.outbox.spool
+        yield GaugeMetricFamily("edge_gateway_spool_depth",
+                                "Readings in the spool not yet acknowledged by the broker.",
+                                value=spool.count())
+        yield GaugeMetricFamily("edge_gateway_spool_bytes", "Bytes of readings in the spool.",
+                                value=spool.size_bytes())
+        for name, value, text in (
+            ("accepted", stats.accepted, "Readings committed to the spool."),
+            ("delivered", stats.delivered, "Readings acknowledged by the broker."),
+            ("dropped", stats.dropped_oldest, "Oldest readings dropped because the spool was full."),
+            ("rejected", stats.rejected, "New readings refused because the spool was full."),
+            ("overflowed", stats.overflowed, "Readings refused because the spooler fell behind."),
+        ):
+            yield CounterMetricFamily(f"edge_gateway_spool_{name}", text, value=value)
+
+        yield GaugeMetricFamily("edge_gateway_broker_connected", "1 while connected to the broker.",
+                                value=1.0 if health.broker_connected else 0.0)
+        yield CounterMetricFamily("edge_gateway_broker_reconnects", "Reconnections to the broker.",
+                                  value=health.reconnects)
+        yield GaugeMetricFamily("edge_gateway_uptime_seconds", "Seconds since the gateway started.",
+                                value=time.time() - health.started_at)
+
+        for name, hist, text in (
+            ("edge_gateway_publish_latency_seconds", self.latency,
+             "Seconds from a reading's timestamp to the broker's acknowledgement."),
+            ("edge_gateway_inference_latency_seconds", INFERENCE_LATENCY,
+             "Seconds per inference."),
+        ):
+            buckets, total = hist.snapshot()
+            yield HistogramMetricFamily(name, text, buckets=buckets, sum_value=total)
+
+        extra = GaugeMetricFamily("edge_gateway_extra", "Numbers from other components.",
+                                  labels=["source", "key"])
+        for source, fn in list(health.extra.items()):
+            try:
+                data = fn()
+            except Exception:
+                log.exception("metrics: health source %r failed", source)
+                continue
+            for key, value in _numeric_leaves(data):
+                extra.add_metric([source, key], value)
+        yield extra
+
+
+def _numeric_leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(data, int | float):  # bool included: True -> 1.0
+        yield prefix, float(data)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from _numeric_leaves(v, f"{prefix}.{k}" if prefix else str(k))
+
+
+class MetricsServer:
+    """The HTTP endpoint: a gateway component with start()/stop()."""
+
+    def __init__(self, gateway: Any) -> None:
+        listen = gateway.cfg.metrics.listen
+        host, _, port = str(listen).rpartition(":")
+        self.host = host.strip("[]")
+        self.port = int(port)
+        self.gateway = gateway
+        self.latency = Histogram(LATENCY_BUCKETS)
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        gateway.publisher.on_acked = self._acked
+
+    def _acked(self, payload: bytes) -> None:
+        age = reading_age(payload)
+        if age is not None:
+            self.latency.observe(max(0.0, age))
+
+    def start(self) -> None:
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+        from prometheus_client import CollectorRegistry, make_wsgi_app
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(GatewayCollector(self.gateway, self.latency))
+
+        class _QuietHandler(WSGIRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("scrape: " + format, *args)
+
+        server_cls: type[WSGIServer] = WSGIServer
+        if ":" in self.host:
+            import socket
+
+            class _V6(WSGIServer):
+                address_family = socket.AF_INET6
+
+            server_cls = _V6
+        self._server = make_server(self.host, self.port, make_wsgi_app(registry),
+                                   server_class=server_cls, handler_class=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._serve, name="metrics-http", daemon=True)
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+
+    def _serve(self) -> None:
+        # Blocks in accept between scrapes (no polling); stop() wakes it with a connection.
+        server = self._server
+        server.timeout = None
+        try:
+            while not self._stopping.is_set():
+                server.handle_request()
+        except BaseException as exc:
+            log.critical("metrics server died: %r", exc, exc_info=True)
+            raise
+        finally:
+            server.server_close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is None:
+            return
+        import socket
+
+        try:
+            with socket.create_connection((self.host, self.port), timeout=2.0):
+                pass
+        except OSError as exc:
+            log.debug("metrics: wake-up connection failed: %s", exc)
+        self._thread.join(5)
+        if self._thread.is_alive():
+            log.error("metrics server did not stop")
+
+    def __repr__(self) -> str:
+        return f"MetricsServer({self.host}:{self.port})"
+
+
+__all__ = ["Histogram", "MetricsServer", "observe_inference", "reading_age"]

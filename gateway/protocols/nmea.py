@@ -1,0 +1,274 @@
+"""NMEA 0183: GGA and RMC sentences from any talker (GP, GN, GL, GA, BD, ...).
+
+Sentence layout (NMEA 0183 v4.11 §5.3): `$TTSSS,f1,f2,...*HH<CR><LF>`, where
+HH is the XOR of every character between `$` and `*` as two hex digits.
+A sentence without a valid checksum is rejected: a GPS on a noisy UART that
+loses a byte would otherwise publish a position kilometres away.
+
+Fields used (NMEA 0183 §6.3):
+  GGA  time, lat, N/S, lon, E/W, quality, satellites, HDOP, altitude, M, ...
+  RMC  time, status A/V, lat, N/S, lon, E/W, speed (kn), course (°true),
+       date ddmmyy, magnetic variation, E/W[, mode]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class NmeaError(ValueError):
+    """A sentence that is malformed or fails its checksum."""
+
+
+class ChecksumError(NmeaError):
+    pass
+
+
+def checksum(body: str | bytes) -> int:
+    """XOR of the characters between `$` and `*` (pass only that part)."""
+    data = body.encode("ascii") if isinstance(body, str) else body
+    c = 0
+    for b in data:
+        c ^= b
+    return c
+
+
+def with_checksum(body: str) -> str:
+    """`$body*HH` for a sentence body without `$`/`*` (used by the simulator)."""
+    return f"${body}*{checksum(body):02X}"
+
+
+@dataclass(frozen=True)
+class Sentence:
+    talker: str
+    kind: str
+    fields: tuple[str, ...]
+
+
+def parse_sentence(line: bytes | str) -> Sentence:
+    """Split and verify one sentence. Raises NmeaError / ChecksumError."""
+    if isinstance(line, bytes):
+        try:
+            text = line.decode("ascii")
+        except UnicodeDecodeError:
+            raise NmeaError("not ASCII") from None
+    else:
+        text = line
+    text = text.strip()
+    start = text.rfind("$")  # noise before the sentence start is tolerated
+    if start < 0:
+        raise NmeaError("no '$'")
+    text = text[start:]
+    star = text.find("*")
+    if star < 0:
+        raise NmeaError("no checksum")
+    body, given = text[1:star], text[star + 1:]
+    if len(given) != 2:
+        raise NmeaError(f"checksum must be two hex digits, got {given!r}")
+    try:
+        expected = int(given, 16)
+    except ValueError:
+        raise NmeaError(f"checksum is not hex: {given!r}") from None
+    actual = checksum(body.encode("ascii"))
+    if actual != expected:
+        raise ChecksumError(f"checksum {given} but computed {actual:02X}")
+    parts = body.split(",")
+    address = parts[0]
+    if len(address) != 5 or not address.isalnum():
+        raise NmeaError(f"bad address field {address!r}")
+    return Sentence(address[:2], address[2:], tuple(parts[1:]))
+
+
+def _coord(value: str, hemi: str, deg_digits: int, positive: str, negative: str) -> float | None:
+    """ddmm.mmmm (lat) / dddmm.mmmm (lon) + hemisphere -> signed degrees."""
+    if not value and not hemi:
+        return None
+    if hemi not in (positive, negative) or len(value) < deg_digits + 2:
+        raise NmeaError(f"bad coordinate {value!r},{hemi!r}")
+    try:
+        deg = int(value[:deg_digits])
+        minutes = float(value[deg_digits:])
+    except ValueError:
+        raise NmeaError(f"bad coordinate {value!r}") from None
+    if not 0 <= minutes < 60:
+        raise NmeaError(f"minutes out of range in {value!r}")
+    out = deg + minutes / 60.0
+    limit = 90 if deg_digits == 2 else 180
+    if out > limit:
+        raise NmeaError(f"coordinate out of range: {value!r}")
+    return -out if hemi == negative else out
+
+
+def _float(value: str, what: str) -> float | None:
+    if value == "":
+        return None
+    try:
+        f = float(value)
+    except ValueError:
+        raise NmeaError(f"bad {what} {value!r}") from None
+    if not math.isfinite(f):
+        raise NmeaError(f"bad {what} {value!r}")
+    return f
+
+
+def _int(value: str, what: str) -> int | None:
+    if value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise NmeaError(f"bad {what} {value!r}") from None
+
+
+def _time(value: str) -> str | None:
+    """hhmmss[.ss] -> 'hh:mm:ss[.ss]'."""
+    if value == "":
+        return None
+    if len(value) < 6 or not value[:6].isdigit():
+        raise NmeaError(f"bad time {value!r}")
+    hh, mm, ss = int(value[0:2]), int(value[2:4]), int(value[4:6])
+    if hh > 23 or mm > 59 or ss > 60:
+        raise NmeaError(f"bad time {value!r}")
+    frac = value[6:]
+    if frac and (frac[0] != "." or not frac[1:].isdigit()):
+        raise NmeaError(f"bad time {value!r}")
+    return f"{value[0:2]}:{value[2:4]}:{value[4:6]}{frac}"
+
+
+def _date(value: str) -> str | None:
+    """ddmmyy -> 'YYYY-MM-DD'. Two-digit years: 80-99 -> 19xx, else 20xx (GPS epoch 1980)."""
+    if value == "":
+        return None
+    if len(value) != 6 or not value.isdigit():
+        raise NmeaError(f"bad date {value!r}")
+    dd, mm, yy = int(value[0:2]), int(value[2:4]), int(value[4:6])
+    if not (1 <= dd <= 31 and 1 <= mm <= 12):
+        raise NmeaError(f"bad date {value!r}")
+    year = 1900 + yy if yy >= 80 else 2000 + yy
+    return f"{year:04d}-{mm:02d}-{dd:02d}"
+
+
+def _need(s: Sentence, n: int) -> None:
+    if len(s.fields) < n:
+        raise NmeaError(f"{s.kind} has {len(s.fields)} fields, expected at least {n}")
+
+
+def decode_gga(s: Sentence) -> dict[str, Any]:
+    """GGA: position fix. Keys absent when the receiver left the field empty."""
+    _need(s, 9)
+    f = s.fields
+    out: dict[str, Any] = {}
+    t = _time(f[0])
+    if t is not None:
+        out["time"] = t
+    lat = _coord(f[1], f[2], 2, "N", "S")
+    lon = _coord(f[3], f[4], 3, "E", "W")
+    quality = _int(f[5], "fix quality")
+    if quality is not None:
+        out["fix_quality"] = quality
+    # Position is meaningless without a fix (quality 0), even if a receiver repeats the last one.
+    if quality and lat is not None and lon is not None:
+        out["latitude_deg"] = lat
+        out["longitude_deg"] = lon
+        alt = _float(f[8], "altitude")
+        if alt is not None:
+            out["altitude_m"] = alt
+    sats = _int(f[6], "satellites")
+    if sats is not None:
+        out["satellites"] = sats
+    hdop = _float(f[7], "hdop")
+    if hdop is not None:
+        out["hdop"] = hdop
+    return out
+
+
+def decode_rmc(s: Sentence) -> dict[str, Any]:
+    """RMC: recommended minimum (position, speed, course, date)."""
+    _need(s, 9)
+    f = s.fields
+    out: dict[str, Any] = {}
+    t = _time(f[0])
+    if t is not None:
+        out["time"] = t
+    d = _date(f[8])
+    if d is not None:
+        out["date"] = d
+    status = f[1]
+    if status not in ("A", "V"):
+        raise NmeaError(f"bad RMC status {status!r}")
+    lat = _coord(f[2], f[3], 2, "N", "S")
+    lon = _coord(f[4], f[5], 3, "E", "W")
+    if status == "A":
+        if lat is not None and lon is not None:
+            out["latitude_deg"] = lat
+            out["longitude_deg"] = lon
+        speed = _float(f[6], "speed")
+        if speed is not None:
+            out["speed_kn"] = speed
+        course = _float(f[7], "course")
+        if course is not None:
+            out["course_deg"] = course
+    return out
+
+
+DECODERS = {"GGA": decode_gga, "RMC": decode_rmc}
+
+
+@dataclass
+class NmeaDecoder:
+    """Turns a stream of sentences into fixes, counting what it rejects.
+
+    A receiver sends one sentence of each kind per epoch (same UTC time). A fix
+    is complete when both GGA and RMC of one epoch arrived, or when the next
+    epoch starts (a receiver configured to send only one of them).
+    """
+
+    counters: dict[str, int] = field(default_factory=dict)
+    _epoch: str | None = None
+    _pending: dict[str, Any] = field(default_factory=dict)
+    _kinds: set[str] = field(default_factory=set)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def feed(self, line: bytes | str) -> list[dict[str, Any]]:
+        """One line in; zero or more completed fixes out."""
+        try:
+            s = parse_sentence(line)
+        except ChecksumError:
+            self._count("bad_checksum")
+            return []
+        except NmeaError:
+            self._count("malformed")
+            return []
+        decoder = DECODERS.get(s.kind)
+        if decoder is None:
+            self._count("ignored")
+            return []
+        try:
+            values = decoder(s)
+        except NmeaError:
+            self._count("malformed")
+            return []
+        self._count("sentences")
+        out: list[dict[str, Any]] = []
+        epoch = values.pop("time", None)
+        if epoch != self._epoch and self._kinds:
+            out.append(self._finish())
+        self._epoch = epoch
+        self._kinds.add(s.kind)
+        self._pending.update(values)
+        if self._kinds >= set(DECODERS):
+            out.append(self._finish())
+        return out
+
+    def _finish(self) -> dict[str, Any]:
+        fix = self._pending
+        date = fix.pop("date", None)
+        if date is not None and self._epoch is not None:
+            fix["gps_time"] = f"{date}T{self._epoch}Z"
+        self._pending = {}
+        self._kinds = set()
+        return fix

@@ -1,0 +1,355 @@
+"""Serial readers: a streaming reader (NMEA, line protocols) and a polled Modbus RTU reader.
+
+StreamReader: one thread per port. It blocks in `read(max(1, in_waiting))`
+(returns as soon as bytes arrive, or after the port's `timeout`), frames
+lines with a hard length cap, decodes them and emits records. When the port
+errors or disappears it closes it, logs once (health "failing"), and retries
+opening the *same path* with capped backoff, so a udev by-id symlink that comes
+back is picked up; decoding resumes at the next complete line.
+
+ModbusReader: a PolledReader per slave. Slaves sharing one RS-485 port share
+one pymodbus client and one lock (`SharedPorts`), so their requests never
+interleave on the wire.
+
+In simulate mode the path comes from the simulator (`world.extras[name].path`,
+a symlink to a real pty), never from `cfg.port`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.model import SerialDevice
+from gateway.protocols.framer import LineFramer
+from gateway.readers.base import Backoff, PolledReader, Reader, ReaderContext
+
+log = logging.getLogger("gateway.readers.serial")
+
+PARITY = {"none": "N", "even": "E", "odd": "O", "mark": "M", "space": "S"}
+#: Reopen attempts back off from BACKOFF_BASE up to BACKOFF_CAP seconds.
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 5.0
+
+
+def port_path(cfg: SerialDevice, ctx: ReaderContext) -> str:
+    """The path to open: the simulator's pty symlink in simulate mode, else cfg.port."""
+    if ctx.simulate:
+        world = ctx.resources.get("sim")
+        extras = getattr(world, "extras", {})
+        if cfg.name not in extras:
+            raise RuntimeError(f"simulate mode but no simulated serial device for {cfg.name!r}")
+        path: str = extras[cfg.name].path
+        return path
+    return cfg.port
+
+
+def open_serial(path: str, cfg: SerialDevice) -> Any:
+    import serial
+
+    return serial.Serial(
+        path, baudrate=cfg.baudrate, bytesize=cfg.bytesize, parity=PARITY[cfg.parity],
+        stopbits=cfg.stopbits, timeout=cfg.timeout,
+    )
+
+
+Decode = Callable[[bytes], list[dict[str, Any]]]
+
+
+class StreamReader(Reader):
+    """Reads a line-oriented serial stream and emits decoded records."""
+
+    def __init__(self, cfg: SerialDevice, ctx: ReaderContext, decode: Decode,
+                 interval: float | None = None, max_line: int = 1024,
+                 silence_timeout: float = 10.0, delimiter: bytes = b"\n",
+                 opener: Callable[[str, SerialDevice], Any] = open_serial) -> None:
+        super().__init__(cfg.name, ctx)
+        self.cfg = cfg
+        self.decode = decode
+        #: Publish at most this often (None: every record). Used by the watchdog too.
+        self.interval = interval
+        self.silence_timeout = silence_timeout
+        self.framer = LineFramer(delimiter, max_line)
+        self.opener = opener
+        self.backoff = Backoff(BACKOFF_BASE, BACKOFF_CAP)
+        self.port: Any = None
+        self.path: str | None = None
+        self._port_lock = threading.Lock()
+        self._next_emit = 0.0
+        self._last_valid = time.monotonic()
+        self._silence_reported = False
+        self.counters = ctx.health.counters
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+    def stop(self) -> None:
+        super().stop()
+        # Wake a read blocked in select() at once instead of after `timeout`.
+        with self._port_lock:
+            port = self.port
+        if port is not None:
+            try:
+                port.cancel_read()
+            except (OSError, AttributeError) as exc:
+                log.debug("%s: cancel_read failed: %s", self.name, exc)
+
+    def run_loop(self) -> None:
+        stop = self.stop_event
+        while not stop.is_set():
+            self.beat()
+            if self.port is None and not self._open():
+                stop.wait(self.backoff.next_delay())
+                continue
+            try:
+                port = self.port
+                data = port.read(max(1, port.in_waiting))
+            except (OSError, ValueError, TypeError) as exc:
+                # SerialException is an OSError; a port closed under us may raise
+                # TypeError/ValueError inside pyserial. All mean: the device is gone.
+                if stop.is_set():
+                    return
+                self._count("port_errors")
+                self.ctx.failed(exc)
+                self.close()
+                stop.wait(self.backoff.next_delay())
+                continue
+            if data:
+                self._count("bytes_read", len(data))
+                self._handle(data)
+            self._check_silence()
+
+    def _open(self) -> bool:
+        try:
+            path = port_path(self.cfg, self.ctx)
+            port = self.opener(path, self.cfg)
+        except (OSError, ValueError) as exc:
+            self._count("open_errors")
+            self.ctx.failed(exc)
+            return False
+        with self._port_lock:
+            self.port = port
+            self.path = path
+        # Whatever was half-received before the port (re)opened is not a whole line.
+        self.framer.resync()
+        self._count("opens")
+        self._last_valid = time.monotonic()
+        log.info("%s: opened %s", self.name, path)
+        return True
+
+    def _handle(self, data: bytes) -> None:
+        for line in self.framer.feed(data):
+            for record in self.decode(line):
+                self._last_valid = time.monotonic()
+                self._silence_reported = False
+                self.backoff.reset()
+                self.ctx.succeeded()
+                self._publish(record)
+        self.counters["overlong_lines"] = self.framer.overlong
+
+    def _publish(self, record: dict[str, Any]) -> None:
+        if not record:
+            return
+        if self.interval is not None:
+            now = time.monotonic()
+            # A small tolerance so a 1 Hz receiver with interval 1s is not halved by jitter.
+            if now < self._next_emit:
+                self._count("rate_limited")
+                return
+            self._next_emit = now + self.interval * 0.95
+        self.ctx.emit(record)
+
+    def _check_silence(self) -> None:
+        quiet = time.monotonic() - self._last_valid
+        if quiet > self.silence_timeout and not self._silence_reported:
+            self._silence_reported = True
+            self._count("silences")
+            self.ctx.failed(TimeoutError(f"no valid data for {quiet:.0f} s"))
+
+    def close(self) -> None:
+        with self._port_lock:
+            port, self.port = self.port, None
+        if port is not None:
+            try:
+                port.close()
+            except (OSError, ValueError, TypeError) as exc:
+                log.debug("%s: close failed: %s", self.name, exc)
+
+
+# ---------------------------------------------------------------------- Modbus RTU
+
+
+class SlaveException(ValueError):
+    """The slave answered with a Modbus exception response (§7 of the application protocol)."""
+
+    def __init__(self, function: int, code: int) -> None:
+        names = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+                 4: "slave device failure", 6: "slave device busy"}
+        super().__init__(f"exception {code} ({names.get(code, 'unknown')}) to function {function}")
+        self.code = code
+
+
+@dataclass
+class SharedPort:
+    """One pymodbus client and one lock per physical port."""
+
+    path: str
+    settings: tuple[Any, ...]
+    client: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+    #: Per-request CRC check state, fed by pymodbus' trace_packet hook.
+    expect_len: int = 0
+    checked: bool = True
+    crc_errors: int = 0
+
+
+class SharedPorts:
+    """Registry of shared Modbus ports (refcounted; the last user closes it)."""
+
+    def __init__(self) -> None:
+        self._ports: dict[str, SharedPort] = {}
+        self._guard = threading.Lock()
+
+    def acquire(self, path: str, cfg: Any) -> SharedPort:
+        settings = (cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits, cfg.timeout, cfg.retries)
+        with self._guard:
+            port = self._ports.get(path)
+            if port is None:
+                port = _new_port(path, cfg, settings)
+                self._ports[path] = port
+            elif port.settings != settings:
+                raise ValueError(
+                    f"{path} is shared with different serial settings {port.settings} "
+                    f"(this device: {settings}); devices on one RS-485 line must agree"
+                )
+            port.users += 1
+            return port
+
+    def release(self, port: SharedPort) -> None:
+        with self._guard:
+            port.users -= 1
+            if port.users <= 0:
+                self._ports.pop(port.path, None)
+                with port.lock:
+                    port.client.close()
+
+
+def _new_port(path: str, cfg: Any, settings: tuple[Any, ...]) -> SharedPort:
+    from pymodbus.client import ModbusSerialClient
+    from pymodbus.framer import FramerType
+
+    from gateway.protocols.modbus import crc_ok
+
+    holder: list[SharedPort] = []
+
+    def trace(sending: bool, data: bytes) -> bytes:
+        # Count corrupted replies: the first time a whole reply is in, check its CRC.
+        p = holder[0]
+        if sending:
+            p.checked = False
+        elif not p.checked and len(data) >= 5:
+            length = 5 if data[1] & 0x80 else p.expect_len
+            if length and len(data) >= length:
+                p.checked = True
+                if not crc_ok(data[:length]):
+                    p.crc_errors += 1
+        return data
+
+    client = ModbusSerialClient(
+        path, framer=FramerType.RTU, baudrate=cfg.baudrate, bytesize=cfg.bytesize,
+        parity=PARITY[cfg.parity], stopbits=cfg.stopbits, timeout=cfg.timeout,
+        retries=cfg.retries, trace_packet=trace,
+    )
+    port = SharedPort(path, settings, client)
+    holder.append(port)
+    return port
+
+
+PORTS = SharedPorts()
+
+
+class ModbusReader(PolledReader):
+    """Polls one slave's register map on its interval."""
+
+    def __init__(self, cfg: Any, ctx: ReaderContext, ports: SharedPorts = PORTS) -> None:
+        from gateway.catalog.modbus_rtu import register_specs
+        from gateway.protocols.modbus import plan_blocks
+
+        super().__init__(cfg.name, ctx, cfg.interval, backoff_cap=max(cfg.interval, 1.0))
+        self.cfg = cfg
+        self.ports = ports
+        self.specs = register_specs(cfg)
+        self.blocks = plan_blocks(self.specs)
+        self.port: SharedPort | None = None
+        self.counters = ctx.health.counters
+        # pymodbus logs every failed request at ERROR; our health logs once per state change.
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def open(self) -> None:
+        path = port_path(self.cfg, self.ctx)
+        self.port = self.ports.acquire(path, self.cfg)
+
+    def poll(self) -> dict[str, Any]:
+        from pymodbus.exceptions import ModbusException
+
+        from gateway.protocols.modbus import decode_map
+
+        port = self.port
+        assert port is not None
+        client = port.client
+        regs: dict[int, int] = {}
+        with port.lock:
+            if not client.connected and not client.connect():
+                self._count("open_errors")
+                raise ConnectionError(f"cannot open {port.path}")
+            read = (client.read_holding_registers if self.cfg.function == "holding"
+                    else client.read_input_registers)
+            fc = 3 if self.cfg.function == "holding" else 4
+            for block in self.blocks:
+                before = port.crc_errors
+                port.expect_len = 5 + 2 * block.count
+                try:
+                    rr = read(block.address, count=block.count, device_id=self.cfg.slave)
+                except ModbusException as exc:
+                    self._account_crc(port, before)
+                    if client.connected:
+                        self._count("timeouts")
+                        raise TimeoutError(f"slave {self.cfg.slave}: no valid reply ({exc})") from None
+                    self._count("port_errors")
+                    raise ConnectionError(f"{port.path}: {exc}") from None
+                self._account_crc(port, before)
+                if getattr(rr, "retries", 0):
+                    self.counters["retries"] = self.counters.get("retries", 0) + rr.retries
+                if rr.isError():
+                    self._count("exception_responses")
+                    raise SlaveException(fc, int(getattr(rr, "exception_code", 0)))
+                words = list(rr.registers)
+                if len(words) != block.count:
+                    self._count("short_replies")
+                    raise ValueError(f"asked {block.count} registers, got {len(words)}")
+                for i, w in enumerate(words):
+                    regs[block.address + i] = w
+        try:
+            return decode_map(self.specs, regs)
+        except ValueError:
+            self._count("bad_values")
+            raise
+
+    def _account_crc(self, port: SharedPort, before: int) -> None:
+        if port.crc_errors > before:
+            self.counters["crc_errors"] = self.counters.get("crc_errors", 0) + (
+                port.crc_errors - before
+            )
+
+    def close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            self.ports.release(port)

@@ -1,0 +1,197 @@
+"""SIGHUP: re-read the config and apply what can change without a restart.
+
+- The new file is validated first (schema and the `check` command's deep
+  checks). Any problem: every one is logged and the daemon keeps running on
+  the config it has.
+- Devices: only those added, removed or changed are stopped/started; the
+  others keep running untouched. The outbox (queued readings, per-device
+  `seq`) is never touched, so a restarted device continues its sequence.
+- Sections owned by long-lived parts (mqtt, buffer, gateway.id/simulate,
+  inference, metrics, homeassistant) are logged as "needs a restart" and keep
+  their running values, so the next reload reports them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from gateway.config import ConfigError, load_config
+from gateway.config.model import Config, DeviceBase
+from gateway.service.notify import default_notifier
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+log = logging.getLogger("gateway.reload")
+
+#: Sections applied only at start.
+RESTART_SECTIONS = ("mqtt", "buffer", "inference", "homeassistant", "metrics")
+#: Keys of `gateway:` applied only at start (the others are read when used).
+RESTART_GATEWAY_KEYS = ("id", "simulate")
+
+
+def reload_gateway(gw: Gateway) -> bool:
+    """Reload `gw.cfg.source`. True if a new config was applied (even partly)."""
+    notifier = default_notifier()
+    notifier.reloading("reloading the configuration")
+    applied = False
+    try:
+        applied = _reload(gw)
+    finally:
+        from gateway.service.watchdog import status_line
+
+        notifier.ready(status_line(gw))
+    return applied
+
+
+def _reload(gw: Gateway) -> bool:
+    source = gw.cfg.source
+    log.info("SIGHUP: reloading %s", source)
+    try:
+        new = load_config(source)
+    except ConfigError as exc:
+        for p in exc.problems:
+            log.error("reload: %s", p)
+        log.error("reload: %s is invalid; still running on the previous configuration", source)
+        return False
+    from gateway.commands.check import deep_checks
+
+    problems = deep_checks(new)
+    if problems:
+        for line in problems:
+            log.error("reload: %s", line)
+        log.error("reload: %s is invalid; still running on the previous configuration", source)
+        return False
+
+    old = gw.cfg
+    effective = _keep_restart_only_parts(old, new)
+    changed = plan_devices(old.devices, effective.devices)
+    if effective == old:
+        log.info("reload: configuration unchanged")
+        return False
+    apply_devices(gw, old, effective, changed)
+    gw.cfg = effective
+    log.info(
+        "reload: applied (%d devices: %d added, %d changed, %d removed, %d untouched)",
+        len(effective.devices), len(changed.added), len(changed.changed), len(changed.removed),
+        len(changed.unchanged),
+    )
+    return True
+
+
+def _keep_restart_only_parts(old: Config, new: Config) -> Config:
+    """`new`, with the parts that need a restart kept at their running values."""
+    update: dict[str, Any] = {}
+    for section in RESTART_SECTIONS:
+        if getattr(new, section) != getattr(old, section):
+            keys = _changed_keys(getattr(old, section), getattr(new, section))
+            log.warning(
+                "reload: %s changed (%s); that needs a restart (systemctl restart edge-gateway); "
+                "keeping the running values until then", section, ", ".join(keys),
+            )
+            update[section] = getattr(old, section)
+    g_update: dict[str, Any] = {}
+    for key in RESTART_GATEWAY_KEYS:
+        if getattr(new.gateway, key) != getattr(old.gateway, key):
+            log.warning("reload: gateway.%s changed; that needs a restart", key)
+            g_update[key] = getattr(old.gateway, key)
+    if g_update:
+        update["gateway"] = new.gateway.model_copy(update=g_update)
+    return new.model_copy(update=update) if update else new
+
+
+def _changed_keys(a: Any, b: Any) -> list[str]:
+    # Names only: values may be secrets (paths are fine, but keep the rule simple).
+    if a is None or b is None:
+        return ["added" if a is None else "removed"]
+    fields = type(a).model_fields
+    return [k for k in fields if getattr(a, k) != getattr(b, k)] or ["?"]
+
+
+class DevicePlan:
+    def __init__(self) -> None:
+        self.added: list[DeviceBase] = []
+        self.changed: list[DeviceBase] = []  # the new configs
+        self.removed: list[DeviceBase] = []
+        self.unchanged: list[str] = []
+
+
+def plan_devices(old: tuple[DeviceBase, ...], new: tuple[DeviceBase, ...]) -> DevicePlan:
+    """Compare device configs by name (they are frozen pydantic models: `==` is by value)."""
+    plan = DevicePlan()
+    before = {d.name: d for d in old}
+    after = {d.name: d for d in new}
+    for name, dev in after.items():
+        prev = before.get(name)
+        if prev is None:
+            plan.added.append(dev)
+        elif prev != dev:
+            plan.changed.append(dev)
+        else:
+            plan.unchanged.append(name)
+    plan.removed = [d for n, d in before.items() if n not in after]
+    return plan
+
+
+def apply_devices(gw: Gateway, old: Config, new: Config, plan: DevicePlan) -> None:
+    stopping = [d.name for d in plan.removed + plan.changed if d.name in gw.readers]
+    if stopping:
+        gw.stop_readers(stopping)
+    for name in stopping:
+        r = gw.readers.pop(name)
+        if r.alive:
+            log.error("reload: reader %s is still running; starting its replacement anyway", name)
+    for dev in plan.removed:
+        gw.health.remove(dev.name)
+        _sim_remove(gw, old.device(dev.name))
+        log.info("reload: device %s removed", dev.name)
+    for dev in plan.changed:
+        prev = old.device(dev.name)
+        if prev.driver != dev.driver:
+            gw.health.remove(dev.name)
+        _sim_remove(gw, prev)
+        _sim_add(gw, dev)
+        _start(gw, dev)
+        log.info("reload: device %s changed; restarted", dev.name)
+    for dev in plan.added:
+        _sim_add(gw, dev)
+        _start(gw, dev)
+        log.info("reload: device %s added", dev.name)
+
+
+def _start(gw: Gateway, dev: DeviceBase) -> None:
+    # Built with gw.make_reader, like at start; a device that is absent or broken
+    # is retried by its reader, never fails the reload.
+    reader = gw.make_reader(dev)
+    gw.readers[dev.name] = reader
+    reader.start()
+
+
+def _sim_remove(gw: Gateway, dev: DeviceBase) -> None:
+    world = gw.sim
+    if world is None:
+        return
+    chip = world.chips.pop(dev.name, None)
+    if chip is not None:
+        bus = world.buses.get(getattr(dev, "bus", None))
+        if bus is not None and bus.chips.get(chip.address) is chip:
+            bus.detach(chip.address)
+    extra = world.extras.pop(dev.name, None)
+    close = getattr(extra, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("reload: closing the simulated %s failed", dev.name)
+
+
+def _sim_add(gw: Gateway, dev: DeviceBase) -> None:
+    world = gw.sim
+    if world is None:
+        return
+    from gateway.catalog import spec_for
+    from gateway.config.model import I2CDevice
+
+    if spec_for(dev.driver).kind == "i2c" and isinstance(dev, I2CDevice):
+        world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)

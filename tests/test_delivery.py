@@ -1,0 +1,187 @@
+"""Delivery guarantees with a real broker and real process signals.
+
+Each test runs the gateway CLI as a subprocess with fast simulated sensors and
+checks, at a subscriber with a persistent session, that every device's `seq`
+arrives without a gap up to the last seq the spool ever gave out.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+
+from tests.support import GatewayProcess, Mosquitto, Subscriber, write_config
+
+PREFIX = "gateway/dg"
+DEVICES = ["t0", "t1", "t2", "t3"]
+
+
+def gw_config(tmp_path: Path, port: int, interval: str = "10ms", stop_timeout: str = "10s") -> Path:
+    devices = "\n".join(
+        f"""  - name: {name}
+    driver: tmp102
+    address: {0x48 + i}
+    interval: {interval}
+    sim: {{values: {{temperature_c: {20 + i}}}}}"""
+        for i, name in enumerate(DEVICES)
+    )
+    return write_config(tmp_path / "gw.yaml", f"""
+gateway:
+  id: dg
+  simulate: true
+  stop_timeout: {stop_timeout}
+mqtt:
+  host: 127.0.0.1
+  port: {port}
+  reconnect_min: 1
+  reconnect_max: 1
+buffer:
+  path: {tmp_path}/spool.db
+devices:
+{devices}
+""")
+
+
+def durable_subscriber(port: int) -> Subscriber:
+    sub = Subscriber(port, f"{PREFIX}/+", qos=1, client_id="dg-test-subscriber")
+    sub.client.reconnect_delay_set(1, 1)
+    return sub.start()
+
+
+def spool_state(path: Path) -> tuple[dict[str, int], int]:
+    db = sqlite3.connect(path)
+    try:
+        seqs = dict(db.execute("SELECT device, seq FROM seqs").fetchall())
+        left = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    finally:
+        db.close()
+    return seqs, left
+
+
+def check_complete(sub: Subscriber, last: dict[str, int]) -> Counter[str]:
+    """Every device's seqs 1..last arrived (in order after dropping duplicates)."""
+    duplicates: Counter[str] = Counter()
+    for dev in DEVICES:
+        seqs = [m.json()["seq"] for m in sub.on(f"{PREFIX}/{dev}")]
+        assert last.get(dev, 0) > 0, f"{dev}: nothing was accepted"
+        assert set(seqs) == set(range(1, last[dev] + 1)), (
+            f"{dev}: missing {sorted(set(range(1, last[dev] + 1)) - set(seqs))[:20]}"
+        )
+        # Order: once duplicates are dropped, seqs only go up.
+        seen = 0
+        for s in seqs:
+            if s > seen:
+                assert s == seen + 1, f"{dev}: {s} arrived before {seen + 1}"
+                seen = s
+        duplicates[dev] = len(seqs) - len(set(seqs))
+    return duplicates
+
+
+def wait_all(sub: Subscriber, last: dict[str, int], timeout: float = 60) -> None:
+    sub.wait_for(
+        lambda s: all(
+            len({m.json()["seq"] for m in s.on(f"{PREFIX}/{d}")}) >= last.get(d, 0) for d in DEVICES
+        ),
+        timeout=timeout,
+    )
+
+
+def test_broker_restarts_under_load_lose_nothing(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker", persistent=True)
+    broker.start()
+    sub = durable_subscriber(broker.port)
+    gw = GatewayProcess(gw_config(tmp_path, broker.port), tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: len(s.messages) > 50), gw.output()
+        for _ in range(3):
+            broker.stop()
+            time.sleep(1.5)  # readings pile up in the spool meanwhile
+            broker.start()
+            n = len(sub.messages)
+            assert sub.wait_for(lambda s, n=n: len(s.messages) > n + 50, timeout=30), gw.output()
+        assert gw.stop() == 0, gw.output()
+        last, left = spool_state(tmp_path / "spool.db")
+        assert left == 0, "a clean stop with the broker up delivers everything"
+        wait_all(sub, last)
+        dups = check_complete(sub, last)
+        print("duplicates per device:", dict(dups), "last seqs:", last)
+        assert "reconnected" in gw.output()
+    finally:
+        gw.kill()
+        sub.stop()
+        broker.stop()
+
+
+def test_sigkill_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker", persistent=True)
+    broker.start()
+    sub = durable_subscriber(broker.port)
+    cfg = gw_config(tmp_path, broker.port)
+    try:
+        for _ in range(2):
+            gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+            n = len(sub.messages)
+            assert sub.wait_for(lambda s, n=n: len(s.messages) > n + 200), gw.output()
+            gw.signal(signal.SIGKILL)
+            gw.wait(10)
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        n = len(sub.messages)
+        assert sub.wait_for(lambda s, n=n: len(s.messages) > n + 100), gw.output()
+        assert gw.stop() == 0
+        last, left = spool_state(tmp_path / "spool.db")
+        assert left == 0
+        wait_all(sub, last)
+        dups = check_complete(sub, last)
+        print("duplicates per device after SIGKILLs:", dict(dups))
+    finally:
+        sub.stop()
+        broker.stop()
+
+
+def test_sigterm_with_broker_down_delivers_after_restart(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker", persistent=True)
+    broker.start()
+    sub = durable_subscriber(broker.port)
+    cfg = gw_config(tmp_path, broker.port, interval="20ms", stop_timeout="2s")
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: len(s.messages) > 20), gw.output()
+        broker.stop()
+        time.sleep(2.0)
+        started = time.monotonic()
+        assert gw.stop() == 0, gw.output()
+        print(f"stop with the broker down took {time.monotonic() - started:.1f} s")
+        last, left = spool_state(tmp_path / "spool.db")
+        assert left > 50, "readings taken while the broker was down wait in the spool"
+        broker.start()
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        wait_all(sub, last)
+        assert gw.stop() == 0
+        last, left = spool_state(tmp_path / "spool.db")
+        assert left == 0
+        wait_all(sub, last)
+        check_complete(sub, last)
+    finally:
+        gw.kill()
+        sub.stop()
+        broker.stop()
+
+
+def test_memory_durability_writes_no_file(tmp_path: Path, broker: Mosquitto) -> None:
+    cfg = gw_config(tmp_path, broker.port, interval="50ms")
+    cfg.write_text(cfg.read_text().replace("buffer:\n", "buffer:\n  durability: memory\n"))
+    sub = Subscriber(broker.port, f"{PREFIX}/+").start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: len(s.messages) > 20), gw.output()
+        assert gw.stop() == 0
+        assert not (tmp_path / "spool.db").exists()
+    finally:
+        gw.kill()
+        sub.stop()
+
+

@@ -1,0 +1,132 @@
+"""End to end: the daemon as a subprocess, the inference worker, a real broker."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+from tests.support import GatewayProcess, Mosquitto, Subscriber, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+LABELS = {"empty", "circle", "square", "triangle"}
+
+
+def config(tmp_path: Path, port: int, model: Path, extra: str = "") -> Path:
+    return write_config(tmp_path / "gw.yaml", f"""
+gateway:
+  id: e2e-inf
+  simulate: true
+mqtt:
+  host: 127.0.0.1
+  port: {port}
+buffer:
+  path: {tmp_path}/spool.db
+devices:
+  - name: air
+    driver: bme280
+    address: 0x76
+    interval: 100ms
+inference:
+  enabled: true
+  name: cam
+  model: {model}
+  labels: {REPO / "models" / "labels.txt"}
+  camera: sim
+  fps: 5
+  publish_interval: 0s
+  heartbeat_timeout: 5s
+{extra}""")
+
+
+def labels_seen(sub: Subscriber) -> set[str]:
+    return {x["label"] for m in sub.on("gateway/e2e-inf/cam") for x in m.json()["labels"]}
+
+
+def worker_pids(gateway_pid: int) -> list[int]:
+    """Children of the gateway that run the inference worker (not the resource tracker)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{gateway_pid}/task").iterdir():
+        try:
+            kids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    found = []
+    for pid in kids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in cmd and b"resource_tracker" not in cmd:
+            found.append(pid)
+    return found
+
+
+def test_results_arrive_with_the_contract_payload(tmp_path: Path, broker: Mosquitto) -> None:
+    sub = Subscriber(broker.port, "gateway/e2e-inf/#").start()
+    model = REPO / "models" / "shapes_int8.tflite"
+    gw = GatewayProcess(config(tmp_path, broker.port, model), tmp_path / "gw.log").start()
+    try:
+        # The simulated scene changes every 5 frames: wait until a second label shows up.
+        assert sub.wait_for(lambda s: len(labels_seen(s)) >= 2, timeout=90), gw.output()
+    finally:
+        code = gw.stop()
+        sub.stop()
+    assert code == 0, gw.output()
+    results = [m.json() for m in sub.on("gateway/e2e-inf/cam")]
+    assert [r["seq"] for r in results] == list(range(1, len(results) + 1))
+    for r in results:
+        assert list(r)[:2] == ["seq", "ts"] and TS.match(r["ts"])
+        assert set(r) == {"seq", "ts", "inference_ms", "labels"}
+        assert r["inference_ms"] >= 0
+        assert all(x["label"] in LABELS and 0.5 <= x["score"] <= 1 for x in r["labels"])
+    assert sub.count("gateway/e2e-inf/air") > 0
+    assert "Traceback" not in gw.output()
+
+
+def test_sigkill_worker_inside_the_daemon(tmp_path: Path, broker: Mosquitto) -> None:
+    sub = Subscriber(broker.port, "gateway/e2e-inf/#").start()
+    model = REPO / "models" / "shapes_int8.tflite"
+    gw = GatewayProcess(config(tmp_path, broker.port, model), tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: s.count("gateway/e2e-inf/cam") >= 3, timeout=90), \
+            gw.output()
+        assert gw.proc is not None
+        pids = worker_pids(gw.proc.pid)
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        t_kill = time.time()
+        air_before = sub.count("gateway/e2e-inf/air")
+        assert sub.wait_for(
+            lambda s: any(m.at > t_kill + 0.5 for m in s.on("gateway/e2e-inf/cam")),
+            timeout=90), gw.output()
+        assert sub.count("gateway/e2e-inf/air") > air_before  # sensors carried on
+        new = worker_pids(gw.proc.pid)
+        assert new and new[0] != pids[0]
+        assert gw.proc.poll() is None
+    finally:
+        code = gw.stop()
+        sub.stop()
+    assert code == 0, gw.output()
+    assert "worker killed by SIGKILL" in gw.output()
+
+
+def test_corrupt_model_leaves_sensors_running(tmp_path: Path, broker: Mosquitto) -> None:
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"TFL3" + os.urandom(1000))
+    sub = Subscriber(broker.port, "gateway/e2e-inf/#").start()
+    gw = GatewayProcess(config(tmp_path, broker.port, bad), tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: s.count("gateway/e2e-inf/air") >= 30, timeout=90), \
+            gw.output()
+        assert sub.count("gateway/e2e-inf/cam") == 0
+    finally:
+        code = gw.stop()
+        sub.stop()
+    assert code == 0, gw.output()
+    out = gw.output()
+    assert "cannot load model" in out and "broken.tflite" in out, out
+    assert "Traceback" not in out

@@ -1,0 +1,192 @@
+"""`edge-gateway install` / `uninstall` into a temporary root.
+
+Real: groupadd/useradd/usermod/userdel/groupdel (shadow-utils' --prefix edits the
+copied passwd/group files in the temp root), `python -m venv`, file copies and
+`systemctl --root=DIR enable/disable` (offline: the wants/ symlink). Mocked:
+only `pip install` of the project into the new venv (it would download the
+dependencies from PyPI) and, for one test, the user id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from pytest_mock import MockerFixture
+
+from gateway.cli import main as cli
+from gateway.commands import install
+from tests.support import REPO
+
+ACCOUNT_FILES = ("passwd", "group", "shadow", "gshadow")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A root with this machine's account files, minus anything the installer creates."""
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    drop = ("edge-gateway:", "i2c:", "gpio:")
+    for name in ACCOUNT_FILES:
+        src = Path("/etc") / name
+        lines = src.read_text().splitlines() if src.exists() else []
+        kept = [ln for ln in lines if not ln.startswith(drop)]
+        (r / "etc" / name).write_text("\n".join(kept) + "\n")
+        os.chmod(r / "etc" / name, 0o644 if name in ("passwd", "group") else 0o640)
+    return r
+
+
+@pytest.fixture
+def commands(mocker: MockerFixture) -> list[list[str]]:
+    """Every command the installer runs; all run for real except `pip install`."""
+    ran: list[list[str]] = []
+    real_run = install.run
+
+    def fake(cmd: Sequence[str]) -> None:
+        ran.append([str(c) for c in cmd])
+        if cmd[1:4] == ["-m", "pip", "install"]:
+            return
+        real_run(cmd)
+
+    mocker.patch.object(install, "run", side_effect=fake)
+    return ran
+
+
+def entries(root: Path, name: str) -> dict[str, list[str]]:
+    out = {}
+    for line in (root / "etc" / name).read_text().splitlines():
+        if line:
+            parts = line.split(":")
+            out[parts[0]] = parts
+    return out
+
+
+def members(root: Path, group: str) -> set[str]:
+    return {m for m in entries(root, "group")[group][3].split(",") if m}
+
+
+def run_cli(*args: str) -> int:
+    return cli(list(args))
+
+
+def test_install_is_complete_and_idempotent(root: Path, commands: list[list[str]],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("install", "--root", str(root), "--python", sys.executable) == 0
+    out = capsys.readouterr().out
+
+    # Groups: the missing ones created; the user in all four device groups.
+    groups = entries(root, "group")
+    for g in ("i2c", "dialout", "video", "gpio"):
+        assert "edge-gateway" in members(root, g), g
+    assert "edge-gateway" in groups
+    user = entries(root, "passwd")["edge-gateway"]
+    assert user[5] == "/var/lib/edge-gateway" and user[6] == "/usr/sbin/nologin"
+    assert int(user[2]) < 1000  # a system account
+    assert int(user[3]) == int(groups["edge-gateway"][2])
+    assert not (root / "var/lib/edge-gateway").exists()  # systemd's StateDirectory= makes it
+    # The venv exists and pip was asked to install this checkout into it.
+    vpy = root / "opt/edge-gateway/venv/bin/python"
+    assert vpy.exists()
+    assert "include-system-site-packages = true" in (vpy.parent.parent / "pyvenv.cfg").read_text()
+    assert [str(vpy), "-m", "pip", "install", "--upgrade", "--quiet", str(REPO)] in commands
+    # Config: the example, readable by root and the service group only.
+    cfg = root / "etc/edge-gateway/config.yaml"
+    assert cfg.read_text() == (REPO / "config/example-pi.yaml").read_text()
+    st = cfg.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == int(groups["edge-gateway"][2])
+    assert stat.S_IMODE((root / "etc/edge-gateway").stat().st_mode) == 0o750
+    # The unit, enabled (offline systemctl --root).
+    unit = root / "etc/systemd/system/edge-gateway.service"
+    assert unit.read_bytes() == (REPO / "systemd/edge-gateway.service").read_bytes()
+    wants = root / "etc/systemd/system/multi-user.target.wants/edge-gateway.service"
+    assert wants.is_symlink()
+    assert os.readlink(wants) == "/etc/systemd/system/edge-gateway.service"
+    assert "wrote /etc/edge-gateway/config.yaml" in out
+
+    # Second run: nothing is created again; the edited config is kept.
+    cfg.write_text(cfg.read_text() + "# edited by the operator\n")
+    passwd_before = (root / "etc/passwd").read_text()
+    group_before = (root / "etc/group").read_text()
+    commands.clear()
+    assert run_cli("install", "--root", str(root), "--python", sys.executable) == 0
+    out = capsys.readouterr().out
+    tools = [c[0] for c in commands]
+    assert "groupadd" not in tools and "useradd" not in tools and "usermod" not in tools
+    assert not any(c[1:3] == ["-m", "venv"] for c in commands)
+    assert cfg.read_text().endswith("# edited by the operator\n")
+    assert (root / "etc/passwd").read_text() == passwd_before
+    assert (root / "etc/group").read_text() == group_before
+    assert "exists; left as it is" in out and "is up to date" in out
+
+
+def test_existing_user_gets_missing_groups(root: Path, commands: list[list[str]]) -> None:
+    assert run_cli("install", "--root", str(root), "--python", sys.executable,
+                   "--no-systemctl") == 0
+    # Someone removed the user from gpio: the next install puts it back.
+    group = root / "etc/group"
+    group.write_text("\n".join(
+        ln.replace(":edge-gateway", ":") if ln.startswith("gpio:") else ln
+        for ln in group.read_text().splitlines()) + "\n")
+    assert "edge-gateway" not in members(root, "gpio")
+    commands.clear()
+    assert run_cli("install", "--root", str(root), "--python", sys.executable,
+                   "--no-systemctl") == 0
+    assert ["usermod", "--append", "--groups", "gpio", "--prefix", str(root),
+            "edge-gateway"] in commands
+    assert "edge-gateway" in members(root, "gpio")
+    assert not any(c[0] == "systemctl" for c in commands)
+
+
+def test_uninstall_keeps_data_and_config(root: Path, commands: list[list[str]]) -> None:
+    assert run_cli("install", "--root", str(root), "--python", sys.executable) == 0
+    data = root / "var/lib/edge-gateway"
+    data.mkdir(parents=True)
+    (data / "spool.db").write_bytes(b"SQLite format 3\0")
+    assert run_cli("uninstall", "--root", str(root)) == 0
+    assert not (root / "etc/systemd/system/edge-gateway.service").exists()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/edge-gateway.service").exists()
+    assert not (root / "opt/edge-gateway").exists()
+    assert "edge-gateway" not in entries(root, "passwd")
+    assert "edge-gateway" not in entries(root, "group")
+    assert "i2c" in entries(root, "group")  # device groups stay: udev rules use them
+    assert (data / "spool.db").read_bytes() == b"SQLite format 3\0"
+    assert (root / "etc/edge-gateway/config.yaml").exists()
+    # Uninstalling twice is fine.
+    assert run_cli("uninstall", "--root", str(root)) == 0
+
+
+def test_needs_root_for_the_real_system(mocker: MockerFixture,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    mocker.patch.object(install.os, "geteuid", return_value=1000)
+    run = mocker.patch.object(install, "run")
+    assert run_cli("install") == 1
+    assert "must run as root" in capsys.readouterr().err
+    run.assert_not_called()
+
+
+def test_minimal_config_when_no_example(root: Path, commands: list[list[str]],
+                                        tmp_path: Path) -> None:
+    # A source tree without config/example-pi.yaml (e.g. a wheel next to the unit).
+    src = tmp_path / "src"
+    (src / "systemd").mkdir(parents=True)
+    shutil.copy(REPO / "systemd/edge-gateway.service", src / "systemd")
+    wheel = src / "edge_gateway-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    install_mod_checkout = install.CHECKOUT
+    try:
+        install.CHECKOUT = tmp_path / "nowhere"
+        assert run_cli("install", "--root", str(root), "--python", sys.executable,
+                       "--source", str(wheel), "--no-systemctl") == 0
+    finally:
+        install.CHECKOUT = install_mod_checkout
+    text = (root / "etc/edge-gateway/config.yaml").read_text()
+    assert text == install.MINIMAL_CONFIG
+    from gateway.config import parse_config
+
+    assert parse_config(text).gateway.id == "raspberrypi"  # valid as shipped
+    assert any(c[-1] == str(wheel) and "pip" in c for c in commands)

@@ -1,0 +1,162 @@
+"""The spool and outbox on a real SQLite file (WAL): acceptance, seq, capacity, corruption."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox import Outbox
+from gateway.outbox.spool import MemorySpool, NewRow, SqliteSpool
+from gateway.reading import Reading
+
+
+def rows(device: str, seqs: range) -> list[NewRow]:
+    return [NewRow(device, f"p/{device}", s, f'{{"seq":{s}}}'.encode()) for s in seqs]
+
+
+def test_wal_mode_and_synchronous(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db", sync="full")
+    try:
+        db = sqlite3.connect(tmp_path / "s.db")
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.close()
+    finally:
+        spool.close()
+
+
+def test_rows_survive_reopen_in_order_with_seqs(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db")
+    stored = spool.write(rows("a", range(1, 6)) + rows("b", range(1, 3)), []).stored
+    assert [m.seq for m in stored] == [1, 2, 3, 4, 5, 1, 2]
+    spool.write([], [stored[0].id, stored[1].id])
+    del spool  # no close: like a crash, the connection is just gone
+    again = SqliteSpool(tmp_path / "s.db")
+    try:
+        left = again.fetch(0, 100)
+        assert [(m.device, m.seq) for m in left] == [("a", 3), ("a", 4), ("a", 5), ("b", 1), ("b", 2)]
+        assert again.last_seqs() == {"a": 5, "b": 2}
+        assert again.count() == 5
+        # ids keep increasing after reopen (AUTOINCREMENT), even if the table empties.
+        again.write([], [m.id for m in left])
+        nxt = again.write(rows("a", range(6, 7)), []).stored[0]
+        assert nxt.id > left[-1].id
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_drop_oldest_keeps_newest_and_counts(tmp_path: Path, kind: str) -> None:
+    spool = (SqliteSpool(tmp_path / "s.db", max_messages=10, when_full="drop_oldest")
+             if kind == "sqlite" else MemorySpool(max_messages=10, when_full="drop_oldest"))
+    r1 = spool.write(rows("a", range(1, 9)), [])
+    r2 = spool.write(rows("a", range(9, 15)), [])
+    assert r1.dropped == 0 and r2.dropped == 4
+    assert [m.seq for m in spool.fetch(0, 100)] == list(range(5, 15))
+    assert spool.count() == 10
+    spool.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_reject_new_admits_only_what_fits(tmp_path: Path, kind: str) -> None:
+    spool = (SqliteSpool(tmp_path / "s.db", max_messages=10, when_full="reject_new")
+             if kind == "sqlite" else MemorySpool(max_messages=10, when_full="reject_new"))
+    spool.write(rows("a", range(1, 9)), [])
+    result = spool.write(rows("a", range(9, 14)), [])
+    assert (len(result.stored), result.rejected, result.dropped) == (2, 3, 0)
+    assert [m.seq for m in spool.fetch(0, 100)] == list(range(1, 11))
+    assert spool.last_seqs() == {"a": 10}
+    # Deletes in the same transaction make room first.
+    first = spool.fetch(0, 3)
+    result = spool.write(rows("a", range(11, 14)), [m.id for m in first])
+    assert (len(result.stored), result.rejected) == (3, 0)
+    spool.close()
+
+
+def test_byte_cap_drops_oldest(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db", max_bytes=100, when_full="drop_oldest")
+    payload = b"x" * 30
+    for i in range(1, 6):
+        spool.write([NewRow("a", "p/a", i, payload)], [])
+    assert spool.size_bytes() <= 100
+    assert [m.seq for m in spool.fetch(0, 10)] == [3, 4, 5]
+    spool.close()
+
+
+def test_corrupt_spool_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.ERROR, logger="gateway.spool"):
+        spool = SqliteSpool(path)
+    try:
+        assert spool.moved_aside is not None and spool.moved_aside.exists()
+        assert spool.moved_aside.read_bytes().startswith(b"this is not a database")
+        assert "moved it aside" in caplog.text
+        assert spool.write(rows("a", range(1, 2)), []).stored[0].seq == 1
+    finally:
+        spool.close()
+
+
+def test_outbox_accepts_assigns_seq_and_acks(tmp_path: Path) -> None:
+    ready = threading.Event()
+    box = Outbox(SqliteSpool(tmp_path / "s.db"), "gw/x", commit_interval=0.005)
+    box.on_ready(ready.set)
+    box.start()
+    try:
+        for i in range(20):
+            assert box.put(Reading("t", {"temperature_c": float(i)}, 1_700_000_000.0 + i))
+        assert box.flush(10)
+        assert ready.is_set()
+        taken = box.take(100)
+        assert [m.seq for m in taken] == list(range(1, 21))
+        assert taken[0].topic == "gw/x/t"
+        assert taken[0].payload.startswith(b'{"seq":1,"ts":"2023-11-14T22:13:20.000Z","temperature_c":0.0')
+        assert box.take(100) == []  # the cursor moved on
+        box.ack(m.id for m in taken[:15])
+        assert box.flush(10)
+        assert box.spool.count() == 5
+        assert box.stats.accepted == 20 and box.stats.delivered == 15
+        assert box.stats.commits <= 20  # batched, not one commit per reading
+        box.rewind()
+        assert [m.seq for m in box.take(100)] == list(range(16, 21))
+    finally:
+        box.stop()
+
+
+def test_outbox_reject_new_leaves_no_seq_gap(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spool = SqliteSpool(tmp_path / "s.db", max_messages=5, when_full="reject_new")
+    box = Outbox(spool, "gw", commit_interval=0.005)
+    box.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.outbox"):
+            for i in range(8):
+                box.put(Reading("d", {"v": i}))
+            assert box.flush(10)
+        assert box.stats.rejected == 3 and box.stats.accepted == 5
+        assert [m.seq for m in box.take(10)] == [1, 2, 3, 4, 5]
+        assert caplog.text.count("spool full") == 1  # once per burst, not per reading
+        box.ack([m.id for m in box.spool.fetch(0, 10)])
+        box.put(Reading("d", {"v": 99}))
+        assert box.flush(10)
+        assert [m.seq for m in box.take(10)] == [6]  # the refused ones used no seq
+    finally:
+        box.stop()
+
+
+def test_outbox_drop_oldest_counts_and_logs_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    box = Outbox(SqliteSpool(tmp_path / "s.db", max_messages=10), "gw", commit_interval=0.001)
+    box.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.outbox"):
+            for i in range(50):
+                box.put(Reading("d", {"v": i}))
+                if i % 5 == 4:
+                    assert box.flush(10)
+        assert box.stats.dropped_oldest == 40
+        assert [m.seq for m in box.take(100)] == list(range(41, 51))
+        assert caplog.text.count("spool full") == 1
+    finally:
+        box.stop()
