@@ -34,13 +34,15 @@ class SimWorld:
             spec = spec_for(dev.driver)
             if spec.kind == "i2c":
                 world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
-        serial_devs = [d for d in cfg.devices if spec_for(d.driver).kind == "serial"]
-        if serial_devs:
-            # Each serial device is served on a real pty; readers open `extras[name].path`.
+        world.add_serial([d for d in cfg.devices if spec_for(d.driver).kind == "serial"])
+        return world
+
+    def add_serial(self, devices: list[Any]) -> None:
+        """Serve serial devices on real ptys; readers open `extras[name].path`."""
+        if devices:
             from hardware_sim.serial import serve_devices
 
-            world.extras.update(serve_devices(serial_devs))
-        return world
+            self.extras.update(serve_devices(devices, existing=self.extras))
 
     def add_chip(self, name: str, driver: str, bus: int, address: int,
                  sim: dict[str, Any] | None) -> SimChip:

@@ -88,6 +88,19 @@ def test_int8_input_is_quantised_with_the_tensor_scale_and_zero_point() -> None:
     assert q.tolist() == [[[-128, 0, 127]]]
 
 
+@pytest.mark.parametrize("path", [FLOAT, INT8], ids=["float", "int8"])
+def test_input_tensor_is_the_quantised_frame(path: Path) -> None:
+    # The model maps pixels through a lookup table; the tensor it feeds must equal
+    # quantising the resized frame value by value.
+    model = Model(path, roi=(0.1, 0.2, 0.9, 0.8))
+    frame = render(np.random.default_rng(21), 160, 120, "triangle").image
+    model.run(frame)
+    fed = model.interpreter.get_tensor(model.input["index"])[0]
+    expected = quantize_input(prepare(frame, 64, 64, (0.1, 0.2, 0.9, 0.8)), model.input)
+    assert fed.dtype == expected.dtype
+    assert np.array_equal(fed, expected)
+
+
 def test_uint8_and_float_inputs() -> None:
     pixels = np.array([[[0, 51, 255]]], dtype=np.uint8)
     raw = quantize_input(pixels, {"dtype": np.uint8, "quantization": (0.0078125, 128)})

@@ -162,7 +162,7 @@ def test_uninstall_keeps_data_and_config(root: Path, commands: list[list[str]]) 
 
 def test_needs_root_for_the_real_system(mocker: MockerFixture,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    mocker.patch.object(install.os, "geteuid", return_value=1000)
+    mocker.patch("os.geteuid", return_value=1000)
     run = mocker.patch.object(install, "run")
     assert run_cli("install") == 1
     assert "must run as root" in capsys.readouterr().err
@@ -170,20 +170,16 @@ def test_needs_root_for_the_real_system(mocker: MockerFixture,
 
 
 def test_minimal_config_when_no_example(root: Path, commands: list[list[str]],
-                                        tmp_path: Path) -> None:
+                                        tmp_path: Path, mocker: MockerFixture) -> None:
     # A source tree without config/example-pi.yaml (e.g. a wheel next to the unit).
     src = tmp_path / "src"
     (src / "systemd").mkdir(parents=True)
     shutil.copy(REPO / "systemd/edge-gateway.service", src / "systemd")
     wheel = src / "edge_gateway-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"")
-    install_mod_checkout = install.CHECKOUT
-    try:
-        install.CHECKOUT = tmp_path / "nowhere"
-        assert run_cli("install", "--root", str(root), "--python", sys.executable,
-                       "--source", str(wheel), "--no-systemctl") == 0
-    finally:
-        install.CHECKOUT = install_mod_checkout
+    mocker.patch.object(install, "CHECKOUT", tmp_path / "nowhere")
+    assert run_cli("install", "--root", str(root), "--python", sys.executable,
+                   "--source", str(wheel), "--no-systemctl") == 0
     text = (root / "etc/edge-gateway/config.yaml").read_text()
     assert text == install.MINIMAL_CONFIG
     from gateway.config import parse_config

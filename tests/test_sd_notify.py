@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +279,42 @@ def test_healthy_slow_reader_is_not_flagged(tmp_path: Path, broker: Mosquitto,
     assert not runner.is_alive()
     assert not [m for m in got if "NOT ALIVE" in m.get("STATUS", "")], got
     assert len([m for m in got if m.get("WATCHDOG") == "1"]) >= 5
+
+
+def test_stuck_publisher_stops_the_watchdog_pings(
+    tmp_path: Path, broker: Mosquitto, short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = NotifySocket(str(short_dir / "notify"))
+    cfg = load_config(write_config(tmp_path / "gw.yaml", config_text(tmp_path, broker.port)))
+    gw = Gateway(cfg)
+    glue = ServiceGlue(gw, Notifier(str(short_dir / "notify"), watchdog_usec=1_000_000)).attach()
+    # Test-only fault: the publisher thread blocks inside the outbox, as it would
+    # in a deadlocked MQTT client call.
+    real_take = gw.outbox.take
+    wedge = threading.Event()
+    release = threading.Event()
+
+    def maybe_blocking_take(limit: int) -> list[Any]:
+        if wedge.is_set():
+            release.wait(120)
+        return real_take(limit)
+
+    monkeypatch.setattr(gw.outbox, "take", maybe_blocking_take)
+    runner = threading.Thread(target=gw.run, args=(glue.tick,), name="gateway-under-test")
+    runner.start()
+    try:
+        ns.wait_for(lambda m: m.get("READY") == "1")
+        ns.wait_for(lambda m: m.get("WATCHDOG") == "1")
+        wedge.set()
+        stuck = ns.wait_for(lambda m: "NOT ALIVE" in m.get("STATUS", ""), timeout=30)
+        assert "publisher stuck" in stuck["STATUS"]
+        assert not [m for m in ns.collect(3.0) if "WATCHDOG" in m]
+        wedge.clear()
+        release.set()
+        ns.wait_for(lambda m: m.get("WATCHDOG") == "1", timeout=30)
+    finally:
+        release.set()
+        gw.request_stop()
+        runner.join(60)
+        ns.close()
+    assert not runner.is_alive()

@@ -94,7 +94,6 @@ def test_unplug_then_replug_behind_the_same_symlink_recovers(gps: GpsSim) -> Non
     try:
         assert col.wait_for(lambda rs: len(rs) >= 3)
         health = reader.ctx.health
-        old_tty = gps.tty_path
         gps.unplug()
         assert not os.path.lexists(gps.path)
         assert wait_until(lambda: health.state == "failing")
@@ -109,7 +108,6 @@ def test_unplug_then_replug_behind_the_same_symlink_recovers(gps: GpsSim) -> Non
         assert reader.alive  # the same thread, no restart
         assert health.counters["opens"] >= 2
         assert health.counters.get("port_errors", 0) >= 1
-        del old_tty
     finally:
         stop(reader)
 
@@ -228,3 +226,66 @@ def test_framer_property(lines: list[bytes], cuts: list[int]) -> None:
         assert f.buffered <= cap
     assert out == [line for line in lines if len(line) <= cap]
     assert f.overlong == sum(1 for line in lines if len(line) > cap)
+
+
+def test_without_simulate_the_configured_port_is_opened(gps: GpsSim) -> None:
+    """simulate: false opens cfg.port itself (here a by-id style symlink to the pty)."""
+    cfg = nmea_cfg(port=gps.path)
+    ctx, col = make_ctx("gps", "nmea", None)
+    assert not ctx.simulate
+    spec = spec_for("nmea")
+    assert spec.make_reader is not None
+    reader = spec.make_reader(cfg, ctx)
+    reader.start()
+    try:
+        assert col.wait_for(lambda rs: len(rs) >= 2)
+        assert reader.path == gps.path  # type: ignore[attr-defined]
+    finally:
+        stop(reader)
+
+
+def test_missing_simulated_device_is_a_retried_fault_not_a_crash() -> None:
+    ctx, _col = make_ctx("gps", "nmea", {})
+    spec = spec_for("nmea")
+    assert spec.make_reader is not None
+    reader = spec.make_reader(nmea_cfg(), ctx)
+    reader.start()
+    try:
+        assert wait_until(lambda: ctx.health.counters.get("open_errors", 0) >= 2)
+        assert ctx.health.state == "failing" and reader.alive
+    finally:
+        stop(reader)
+
+
+def test_sim_world_serves_every_serial_device_on_a_pty() -> None:
+    from gateway.config import parse_config
+    from hardware_sim.world import SimWorld
+
+    regs = "registers: [{name: voltage, unit: v, address: 0, scale: 0.1}]"
+    cfg = parse_config(f"""
+gateway: {{id: t, simulate: true}}
+devices:
+  - {{name: gps, driver: nmea, port: /dev/ttyUSB0}}
+  - {{name: mcu, driver: lines, port: /dev/ttyACM0, format: kv}}
+  - {{name: m1, driver: modbus_rtu, port: /dev/ttyUSB1, slave: 1, {regs}}}
+  - {{name: m2, driver: modbus_rtu, port: /dev/ttyUSB1, slave: 2, {regs}}}
+""")
+    world = SimWorld.from_config(cfg)
+    try:
+        paths = {name: world.extras[name].path for name in ("gps", "mcu", "m1", "m2")}
+        for path in paths.values():
+            assert os.path.realpath(path).startswith("/dev/pts/")
+        # Two slaves on one configured port share one simulated RS-485 line.
+        assert world.extras["m1"] is world.extras["m2"]
+        assert set(world.extras["m1"].units) == {1, 2}
+        # A device added later (config reload) joins the existing line.
+        m3 = cfg.devices[3].model_copy(update={"name": "m3", "slave": 3})
+        world.add_serial([m3])
+        assert world.extras["m3"] is world.extras["m1"] and 3 in world.extras["m1"].units
+        # Removing one device of the line keeps the line up for the others.
+        world.extras.pop("m3").close()
+        assert os.path.lexists(paths["m1"])
+    finally:
+        world.close()
+    for path in paths.values():
+        assert not os.path.lexists(path)

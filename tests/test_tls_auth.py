@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,7 @@ class TlsBroker:
 
 
 @pytest.fixture
-def tls_broker(tmp_path: Path, pki: Pki) -> TlsBroker:
+def tls_broker(tmp_path: Path, pki: Pki) -> Iterator[TlsBroker]:
     work = tmp_path / "broker"
     work.mkdir()
     os.chmod(work, 0o755)
@@ -167,9 +168,8 @@ def tls_broker(tmp_path: Path, pki: Pki) -> TlsBroker:
         f"allow_anonymous false\npassword_file {pw}\n"
     ))
     b.start()
-    yield_broker = TlsBroker(b, b.port, plain, pw)
     try:
-        yield yield_broker  # type: ignore[misc]
+        yield TlsBroker(b, b.port, plain, pw)
     finally:
         b.stop()
 

@@ -6,10 +6,13 @@ Shared by the runtime (gateway.inference.model) and the dev-only model builder
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
+AnyImage = TypeVar("AnyImage", bound=npt.NDArray[Any])  # pixels or already-mapped values
 Roi = tuple[float, float, float, float]  # ymin, xmin, ymax, xmax, 0..1
 
 
@@ -31,7 +34,7 @@ def as_rgb(frame: npt.NDArray[np.generic]) -> Image:
     return a
 
 
-def crop(frame: Image, roi: Roi | None) -> Image:
+def crop(frame: AnyImage, roi: Roi | None) -> AnyImage:
     """The region of interest (normalised corners); the whole frame when None."""
     if roi is None:
         return frame
@@ -42,7 +45,7 @@ def crop(frame: Image, roi: Roi | None) -> Image:
     return frame[y0:min(y1, h), x0:min(x1, w)]
 
 
-def resize(frame: Image, height: int, width: int) -> Image:
+def resize(frame: AnyImage, height: int, width: int) -> AnyImage:
     """Nearest-neighbour resize, sampling pixel centres (cheap; enough for small models)."""
     h, w = frame.shape[:2]
     if (h, w) == (height, width):

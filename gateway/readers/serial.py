@@ -17,6 +17,7 @@ a symlink to a real pty), never from `cfg.port`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -42,7 +43,10 @@ def port_path(cfg: SerialDevice, ctx: ReaderContext) -> str:
         world = ctx.resources.get("sim")
         extras = getattr(world, "extras", {})
         if cfg.name not in extras:
-            raise RuntimeError(f"simulate mode but no simulated serial device for {cfg.name!r}")
+            # An OSError like a missing port: counted and retried, never fatal to the thread.
+            raise FileNotFoundError(
+                errno.ENOENT, f"simulate mode but no simulated serial device for {cfg.name!r}"
+            )
         path: str = extras[cfg.name].path
         return path
     return cfg.port
@@ -95,7 +99,7 @@ class StreamReader(Reader):
         if port is not None:
             try:
                 port.cancel_read()
-            except (OSError, AttributeError) as exc:
+            except (OSError, AttributeError, ValueError, TypeError) as exc:
                 log.debug("%s: cancel_read failed: %s", self.name, exc)
 
     def run_loop(self) -> None:
@@ -294,6 +298,13 @@ class ModbusReader(PolledReader):
         self.counters[key] = self.counters.get(key, 0) + 1
 
     def open(self) -> None:
+        try:
+            import pymodbus.client  # noqa: F401
+        except ImportError:
+            # An OSError so it is logged once as a device fault, not as a crash per retry.
+            raise OSError(
+                errno.ENOENT, "pymodbus is not installed: pip install 'edge-gateway[modbus]'"
+            ) from None
         path = port_path(self.cfg, self.ctx)
         self.port = self.ports.acquire(path, self.cfg)
 

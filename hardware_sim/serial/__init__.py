@@ -17,14 +17,19 @@ _MODBUS_DEFAULTS = {"voltage": 230.0, "current": 1.5, "power": 345.0, "frequency
                     "energy": 1234.5}
 
 
-def serve_devices(devices: Iterable[Any], link_dir: str | None = None) -> dict[str, PtyDevice]:
+def serve_devices(devices: Iterable[Any], link_dir: str | None = None,
+                  existing: dict[str, Any] | None = None) -> dict[str, PtyDevice]:
     """Start one simulated device per serial device config, keyed by device name.
 
     Modbus devices that share a port share one simulated slave line (one pty
-    answering each configured unit id), as on a real RS-485 bus.
+    answering each configured unit id), as on a real RS-485 bus; `existing`
+    (already served devices) lets a device added later join its line.
     """
     out: dict[str, PtyDevice] = {}
-    lines_by_port: dict[str, ModbusSlaveSim] = {}
+    lines_by_port: dict[str, ModbusSlaveSim] = {
+        sim.config_port: sim for sim in (existing or {}).values()
+        if isinstance(sim, ModbusSlaveSim) and sim.config_port is not None
+    }
     for dev in devices:
         sim = dict(dev.sim or {})
         if dev.driver == "nmea":
@@ -37,8 +42,10 @@ def serve_devices(devices: Iterable[Any], link_dir: str | None = None) -> dict[s
             bus = lines_by_port.get(dev.port)
             if bus is None:
                 bus = ModbusSlaveSim(dev.name, int(sim.get("bad_crc_every", 0)), link_dir=link_dir)
+                bus.config_port = dev.port
                 lines_by_port[dev.port] = bus
                 bus.start()
+            bus.users += 1
             load_register_map(bus, dev, sim)
             out[dev.name] = bus
     return out

@@ -32,10 +32,20 @@ class ModbusSlaveSim(PtyDevice):
         super().__init__(name, rate_hz=None, link_dir=link_dir, clock=clock)
         self.units: dict[int, dict[Table, dict[int, int]]] = {}
         self.bad_crc_every = bad_crc_every
+        #: The configured `port:` this line stands in for (devices on it share this sim).
+        self.config_port: str | None = None
+        #: Devices served by this line; each one's close() releases one use.
+        self.users = 0
         self.requests = 0
         self.answers = 0
         self._buf = bytearray()
         self._last_rx = 0.0
+
+    def close(self) -> None:
+        """Release one user; the pty closes when the last device on the line is gone."""
+        self.users -= 1
+        if self.users <= 0:
+            super().close()
 
     def add_unit(self, unit: int) -> dict[Table, dict[int, int]]:
         return self.units.setdefault(unit, {"holding": {}, "input": {}})
