@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,18 +16,38 @@ class Reading:
     ts: float = field(default_factory=time.time)  # Unix time of the measurement
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def format_ts(ts: float) -> str:
     """ISO 8601 UTC with milliseconds and `Z`: 2026-11-25T10:00:00.123Z."""
+    global _second_cache
     ms = round(ts * 1000.0)
     secs, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{millis:03d}Z"
+    cached_secs, prefix = _second_cache
+    if secs != cached_secs:  # strftime once per second, not once per reading
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _second_cache = (secs, prefix)
+    return f"{prefix}.{millis:03d}Z"
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_PLAIN_KEY = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def encode_payload(seq: int, ts: float, values: dict[str, Any]) -> bytes:
     """The flat JSON object published for a reading: seq, ts, then the quantities."""
-    body = {"seq": seq, "ts": format_ts(ts)}
-    body.update(values)
-    return _encode(body).encode("utf-8")
+    parts = [f'{{"seq":{seq},"ts":"{format_ts(ts)}"']
+    for key, value in values.items():
+        # Fast path for the common case: plain keys and finite numbers, whose repr is
+        # their JSON text. Anything else goes through the json module.
+        if type(value) not in (float, int) or not _PLAIN_KEY.issuperset(key) or (
+            type(value) is float and not math.isfinite(value)
+        ):
+            body: dict[str, Any] = {"seq": seq, "ts": format_ts(ts)}
+            for k, v in values.items():
+                # JSON has no NaN/Infinity: a reading that is not a number is null.
+                body[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+            return _encode(body).encode("utf-8")
+        parts.append(f'"{key}":{value!r}')
+    return (",".join(parts) + "}").encode("utf-8")

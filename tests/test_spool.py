@@ -160,3 +160,26 @@ def test_outbox_drop_oldest_counts_and_logs_once(tmp_path: Path, caplog: pytest.
         assert caplog.text.count("spool full") == 1
     finally:
         box.stop()
+
+
+def test_payload_contract_and_non_numbers(tmp_path: Path) -> None:
+    import json
+
+    from gateway.reading import encode_payload
+
+    out = json.loads(encode_payload(17, 1764064800.123, {"temperature_c": 21.4, "n": 3}))
+    assert out == {"seq": 17, "ts": "2025-11-25T10:00:00.123Z", "temperature_c": 21.4, "n": 3}
+    assert list(out) == ["seq", "ts", "temperature_c", "n"]
+    # NaN from a sensor is not valid JSON: it goes out as null, never crashes the spooler.
+    assert json.loads(encode_payload(1, 0.0, {"t": float("nan")}))["t"] is None
+    box = Outbox(SqliteSpool(tmp_path / "s.db"), "gw", commit_interval=0.001)
+    box.start()
+    try:
+        box.put(Reading("d", {"bad": object()}))
+        box.put(Reading("d", {"v": 1.0}))
+        assert box.flush(10)
+        assert box.stats.unencodable == 1
+        assert [m.seq for m in box.take(10)] == [1]  # the refused reading used no seq
+        assert box.alive
+    finally:
+        box.stop()

@@ -36,6 +36,7 @@ class OutboxStats:
     overflowed: int = 0  # refused because the in-memory queue was full (spool stuck)
     commits: int = 0
     spool_errors: int = 0
+    unencodable: int = 0
     last_commit_at: float = 0.0
     per_device_dropped: dict[str, int] = field(default_factory=dict)
 
@@ -242,9 +243,15 @@ class Outbox:
             prefix = self.topic_prefix
             for r in readings:
                 seq = seqs.get(r.device, 0) + 1
+                try:
+                    payload = encode_payload(seq, r.ts, r.values)
+                except (TypeError, ValueError) as exc:
+                    # A value JSON cannot carry: refuse this reading, keep the rest.
+                    self.stats.unencodable += 1
+                    log.error("%s: reading cannot be encoded as JSON (%s); dropped", r.device, exc)
+                    continue
                 seqs[r.device] = seq
-                rows.append(NewRow(r.device, f"{prefix}/{r.device}", seq,
-                                   encode_payload(seq, r.ts, r.values)))
+                rows.append(NewRow(r.device, f"{prefix}/{r.device}", seq, payload))
         if not rows and not acked:
             for f in flushes:
                 f.done.set()
