@@ -1,7 +1,8 @@
 """Baseline: raw paho-mqtt QoS 1 publishes of gateway-shaped payloads, as fast as it goes.
 
-Usage: raw_paho_publisher.py PORT COUNT DEVICES [RATE]
-With RATE (messages/s) it paces itself and embeds the send time for latency.
+Usage: raw_paho_publisher.py PORT COUNT DEVICES [RATE [PROTOCOL]]
+With RATE (messages/s, 0 = as fast as it goes) it paces itself; the payload's
+`ts` is the send time, for latency. PROTOCOL is 5 (the gateway's default) or 3.1.1.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.reading import format_ts  # noqa: E402
 def main() -> int:
     port, count, devices = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     rate = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+    protocol = mqtt.MQTTv311 if len(sys.argv) > 5 and sys.argv[5] == "3.1.1" else mqtt.MQTTv5
     done = threading.Event()
     acked = 0
 
@@ -29,7 +31,7 @@ def main() -> int:
         if acked >= count:
             done.set()
 
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-paho-bench")
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-paho-bench", protocol=protocol)
     c.on_publish = on_publish
     c.connect("127.0.0.1", port)
     c.loop_start()

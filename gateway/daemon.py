@@ -195,11 +195,13 @@ class Gateway:
             if not r.alive:
                 problems.append(f"reader {name} is not running")
             elif max_age is not None:
-                # A polled reader beats after each poll, and after a failure only when
-                # its backoff (capped, possibly above the interval) has run out.
+                # A polled reader beats after each poll, after a failure only when its
+                # backoff (capped, possibly above the interval) has run out, and a serial
+                # reader after each read, which may block for the port's timeout.
                 interval = getattr(r, "interval", 0.0) or 0.0
                 backoff_cap = getattr(getattr(r, "backoff", None), "cap", 0.0) or 0.0
-                allowed = max_age + 2 * max(interval, backoff_cap)
+                io_timeout = getattr(getattr(r, "cfg", None), "timeout", 0.0) or 0.0
+                allowed = max_age + 2 * max(interval, backoff_cap, io_timeout)
                 if now - r.heartbeat > allowed:
                     problems.append(f"reader {name} stuck for {now - r.heartbeat:.0f} s")
         return problems

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +132,41 @@ def test_corrupt_model_leaves_sensors_running(tmp_path: Path, broker: Mosquitto)
     out = gw.output()
     assert "cannot load model" in out and "broken.tflite" in out, out
     assert "Traceback" not in out
+
+
+def test_worker_exits_when_the_daemon_is_killed(tmp_path: Path, broker: Mosquitto) -> None:
+    sub = Subscriber(broker.port, "gateway/e2e-inf/cam").start()
+    model = REPO / "models" / "shapes_int8.tflite"
+    gw = GatewayProcess(config(tmp_path, broker.port, model), tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: s.count("gateway/e2e-inf/cam") >= 2, timeout=90), \
+            gw.output()
+        assert gw.proc is not None
+        pids = worker_pids(gw.proc.pid)
+        assert len(pids) == 1
+        gw.kill()  # SIGKILL: no chance to stop the worker
+        # The orphan sees its pipe break and exits by itself (no leaked CPU-hungry process).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{pids[0]}").exists():
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pids[0]}").exists()
+    finally:
+        gw.kill()
+        sub.stop()
+
+
+def test_check_rejects_a_model_that_does_not_load(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"\x00" * 300)
+    cfg = config(tmp_path, 1883, bad)
+    out = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(cfg)],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert re.match(rf"^{re.escape(str(cfg))}:\d+: inference\.model: .*not a usable TFLite model",
+                    lines[0]), lines[0]
+    good = config(tmp_path, 1883, REPO / "models" / "shapes_int8.tflite")
+    ok = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", str(good)],
+                        capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert ok.returncode == 0, ok.stderr

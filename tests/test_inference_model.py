@@ -277,3 +277,19 @@ def test_picamera2_missing_is_a_clear_error() -> None:
     with unittest.mock.patch.dict(sys.modules, {"picamera2": None}), \
             pytest.raises(CameraError, match="picamera2 is not importable"):
         open_camera("picamera2")
+
+
+@pytest.mark.parametrize(("roi", "message"), [
+    ("[0.5, 0.25, 0.4, 0.75]", "ymin < ymax"),
+    ("[0.0, 0.0, 1.5, 1.0]", "0..1"),
+])
+def test_config_refuses_a_bad_roi(tmp_path: Path, roi: str, message: str) -> None:
+    from gateway.config import ConfigError, load_config
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(f"gateway:\n  id: x\ninference:\n  enabled: true\n  model: {INT8}\n"
+                   f"  roi: {roi}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert "inference.roi" in text and message in text and ":6:" in text

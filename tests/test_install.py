@@ -186,3 +186,22 @@ def test_minimal_config_when_no_example(root: Path, commands: list[list[str]],
 
     assert parse_config(text).gateway.id == "raspberrypi"  # valid as shipped
     assert any(c[-1] == str(wheel) and "pip" in c for c in commands)
+
+
+def test_install_runs_before_dependencies_exist() -> None:
+    """`make install` runs with the system's python3, before pydantic/paho/yaml are
+    installed (they go into the venv): the install command needs the stdlib only."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "for m in ('pydantic', 'paho', 'yaml', 'serial', 'smbus2', 'numpy'):\n"
+        "    sys.modules[m] = None  # any import of them raises ImportError\n"
+        "from gateway.cli import build_parser\n"
+        "args = build_parser().parse_args(['install', '--root', '/x', '--no-systemctl'])\n"
+        "print(args.func, args.root, args.no_systemctl)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["gateway.commands.install:main", "/x", "True"]

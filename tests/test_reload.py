@@ -169,3 +169,38 @@ def test_plan_compares_device_configs_by_value(tmp_path: Path) -> None:
     assert plan.unchanged == ["air"]
     same = plan_devices(a.devices, load_config(a.source).devices)
     assert not (same.added or same.changed or same.removed)
+
+
+def gps(lat: float) -> str:
+    return f"""
+  - name: gps
+    driver: nmea
+    port: /dev/ttyUSB0
+    baudrate: 9600
+    sim: {{rate_hz: 10, lat: {lat}, lon: 13.405, radius_m: 1, speed_kn: 0}}
+"""
+
+
+def test_changed_serial_device_gets_a_new_simulated_port(tmp_path: Path,
+                                                         broker: Mosquitto) -> None:
+    path = write_config(tmp_path / "gw.yaml", config_text(tmp_path, broker.port, AIR + gps(52.52)))
+    sub = Subscriber(broker.port, f"{PREFIX}/gps").start()
+    gw = Gateway(load_config(path))
+    gw.start()
+    try:
+        assert sub.wait_for(lambda s: s.count(f"{PREFIX}/gps") >= 5)
+        old_pty = gw.sim.extras["gps"]
+        path.write_text(config_text(tmp_path, broker.port, AIR + gps(48.0)))
+        assert reload_gateway(gw) is True
+        assert gw.sim.extras["gps"] is not old_pty
+        assert sub.wait_for(lambda s: len([
+            m for m in s.on(f"{PREFIX}/gps") if abs(m.json()["latitude_deg"] - 48.0) < 0.01
+        ]) >= 5, timeout=30)
+    finally:
+        gw.shutdown()
+        sub.stop()
+    fixes = [m.json() for m in sub.on(f"{PREFIX}/gps")]
+    assert [f["seq"] for f in fixes] == list(range(1, len(fixes) + 1))
+    lats = [round(f["latitude_deg"]) for f in fixes]
+    switch = lats.index(48)
+    assert set(lats[:switch]) == {53} and set(lats[switch:]) == {48}

@@ -6,6 +6,10 @@ construction), then writes
     models/shapes_float.tflite   float32 in/out, input = RGB / 255
     models/shapes_int8.tflite    int8 in/out (full integer quantisation)
     models/labels.txt            one label per line, in output order
+    models/shapes_detect.tflite  (--detect) SSD-style outputs (boxes, classes,
+                                 scores, count; one box) for the same shapes,
+    models/detect_labels.txt     int8 inside, float in/out; labels circle,
+                                 square, triangle
     models/bench_int8.tflite     (--bench) an untrained, Pi-sized load for
                                  benchmarks/bench_inference.py: same outputs,
                                  320x320 input, ~2.5 G multiply-adds (~20 ms
@@ -107,6 +111,65 @@ def write_bench(tf: object, out: Path, seed: int) -> Path:
     return path
 
 
+DETECT_LABELS = LABELS[1:]  # "empty" is no detection
+
+
+def write_detector(tf: object, out: Path, seed: int, n_train: int, epochs: int) -> Path:
+    """A single-box detector with the standard 4 detection outputs."""
+    keras = tf.keras  # type: ignore[attr-defined]
+    layers = keras.layers
+    images, truths = dataset(n_train, seed=seed + 7)
+    x = frames_to_batch(images)
+    y_cls = np.array([LABELS.index(t.label) for t in truths], dtype=np.int64)
+    y_box = np.array([t.box if t.box is not None else (0.0, 0.0, 0.0, 0.0) for t in truths],
+                     dtype=np.float32)
+    has_box = (y_cls != 0).astype(np.float32)
+
+    inp = keras.Input(shape=(INPUT, INPUT, 3), name="image")
+    h = inp
+    for ch in (8, 16, 32):
+        h = layers.Conv2D(ch, 3, padding="same", activation="relu")(h)
+        h = layers.MaxPooling2D(2)(h)
+    h = layers.Conv2D(16, 3, padding="same", activation="relu")(h)  # 8x8x16 keeps "where"
+    h = layers.Flatten()(h)
+    h = layers.Dense(48, activation="relu")(h)
+    cls = layers.Dense(len(LABELS), activation="softmax", name="cls")(h)
+    box = layers.Dense(4, activation="sigmoid", name="box")(h)
+    model = keras.Model(inp, {"cls": cls, "box": box})
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss={"cls": "sparse_categorical_crossentropy", "box": "mse"},
+                  loss_weights={"cls": 1.0, "box": 20.0})
+    model.fit(x, {"cls": y_cls, "box": y_box}, sample_weight={"cls": np.ones_like(has_box),
+              "box": has_box}, batch_size=64, epochs=epochs, verbose=2)
+
+    ops = keras.ops
+
+    class SsdOutputs(layers.Layer):  # type: ignore[misc, name-defined]
+        """Class probabilities + box -> boxes [1,1,4], classes [1,1], scores [1,1], count [1]."""
+
+        def call(self, p: object, b: object) -> tuple[object, ...]:
+            score = 1.0 - p[:, 0:1]  # type: ignore[index]
+            label = ops.expand_dims(ops.cast(ops.argmax(p[:, 1:], axis=-1), "float32"), -1)  # type: ignore[index]
+            return ops.reshape(b, (-1, 1, 4)), label, score, ops.ones_like(score[:, 0])
+
+    image = keras.Input(shape=(INPUT, INPUT, 3), batch_size=1, name="image")
+    out_now = model(image)
+    export = keras.Model(image, list(SsdOutputs()(out_now["cls"], out_now["box"])))
+
+    def representative() -> object:
+        for i in range(200):
+            yield [x[i : i + 1]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(export)  # type: ignore[attr-defined]
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]  # type: ignore[attr-defined]
+    conv.representative_dataset = representative
+    path = out / "shapes_detect.tflite"
+    path.write_bytes(conv.convert())
+    (out / "detect_labels.txt").write_text("".join(f"{label}\n" for label in DETECT_LABELS))
+    print(f"{path}: {path.stat().st_size / 1024:.1f} KiB")
+    return path
+
+
 def tflite_accuracy(tf: object, path: Path, x: np.ndarray, y: np.ndarray) -> float:
     interp = tf.lite.Interpreter(model_path=str(path))  # type: ignore[attr-defined]
     interp.allocate_tensors()
@@ -131,6 +194,8 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=8000, help="training frames")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=20261125)
+    ap.add_argument("--detect", action="store_true",
+                    help="only write models/shapes_detect.tflite (single-box detector)")
     ap.add_argument("--bench", action="store_true",
                     help="only write models/bench_int8.tflite (untrained benchmark load)")
     args = ap.parse_args()
@@ -141,6 +206,9 @@ def main() -> int:
     tf.keras.utils.set_random_seed(args.seed)
     if args.bench:
         write_bench(tf, args.out, args.seed)
+        return 0
+    if args.detect:
+        write_detector(tf, args.out, args.seed, args.train, args.epochs + 8)
         return 0
     t0 = time.monotonic()
     images, truths = dataset(args.train, seed=args.seed)

@@ -263,6 +263,19 @@ class InferenceSection(Section):
     )
     max_rss: Size = Field(default=400 * 1024 * 1024, description="Worker memory limit.")
 
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, v: tuple[float, float, float, float] | None) -> (
+            tuple[float, float, float, float] | None):
+        if v is None:
+            return v
+        ymin, xmin, ymax, xmax = v
+        if not all(0.0 <= c <= 1.0 for c in v):
+            raise ValueError("corners are fractions of the frame, 0..1")
+        if ymin >= ymax or xmin >= xmax:
+            raise ValueError("expected [ymin, xmin, ymax, xmax] with ymin < ymax and xmin < xmax")
+        return v
+
 
 # ---------------------------------------------------------------- ecosystem
 

@@ -92,8 +92,8 @@ def unmap_box(box: FloatArray, roi: Roi | None) -> list[float]:
     return [round(float(v), 4) for v in b]
 
 
-def decode_detections(boxes: FloatArray, classes: FloatArray, scores: FloatArray,
-                      count: FloatArray | float, labels: list[str], threshold: float,
+def decode_detections(boxes: npt.ArrayLike, classes: npt.ArrayLike, scores: npt.ArrayLike,
+                      count: npt.ArrayLike, labels: list[str], threshold: float,
                       top_k: int, roi: Roi | None = None) -> list[dict[str, Any]]:
     """The standard SSD postprocess outputs -> [{label, score, box}], best first."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import signal
 import threading
 import time
@@ -111,6 +110,8 @@ class InferenceSupervisor:
 
     # -- component API --------------------------------------------------------------
     def start(self) -> None:
+        if self._wake_r.closed:  # started again after stop()
+            self._wake_r, self._wake_w = self._mp.Pipe(duplex=False)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._main, name=f"inference-{self.name}",
                                         daemon=True)
@@ -183,8 +184,12 @@ class InferenceSupervisor:
                 self._kill_worker(problem)
                 next_start = time.monotonic() + self._restart_delay()
 
+    def _silence_limit(self) -> float:
+        hb = self.cfg.heartbeat_timeout
+        return hb if self._ready else max(hb, self.startup_grace)
+
     def _timeout(self) -> float:
-        limit = self.cfg.heartbeat_timeout if self._ready else self.startup_grace
+        limit = self._silence_limit()
         left = self._last_msg + limit - time.monotonic()
         return max(0.05, min(1.0, left))  # wake at least every second for the RSS check
 
@@ -264,7 +269,7 @@ class InferenceSupervisor:
             else:
                 why = _EXIT_REASONS.get(code or 0, f"exited with code {code}")
             return f"worker {why}"
-        limit = self.cfg.heartbeat_timeout if self._ready else self.startup_grace
+        limit = self._silence_limit()
         silent = time.monotonic() - self._last_msg
         if silent > limit:
             return f"worker silent for {silent:.0f} s (hung); killing it"
@@ -332,12 +337,3 @@ class InferenceSupervisor:
             proc.join(5.0)
         self._close_worker()
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -178,6 +178,8 @@ def _sim_remove(gw: Gateway, dev: DeviceBase) -> None:
         if bus is not None and bus.chips.get(chip.address) is chip:
             bus.detach(chip.address)
     extra = world.extras.pop(dev.name, None)
+    if any(other is extra for other in world.extras.values()):
+        return  # a line shared with other devices (Modbus units on one port) stays up
     close = getattr(extra, "close", None)
     if close is not None:
         try:
@@ -193,5 +195,8 @@ def _sim_add(gw: Gateway, dev: DeviceBase) -> None:
     from gateway.catalog import spec_for
     from gateway.config.model import I2CDevice
 
-    if spec_for(dev.driver).kind == "i2c" and isinstance(dev, I2CDevice):
+    kind = spec_for(dev.driver).kind
+    if kind == "i2c" and isinstance(dev, I2CDevice):
         world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
+    elif kind == "serial" and hasattr(world, "add_serial"):
+        world.add_serial([dev])  # a fresh pty; the reader opens extras[name].path

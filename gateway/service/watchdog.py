@@ -88,7 +88,7 @@ class ServiceGlue:
             self._last_status = status
             log.info("ready: %s", status)
         if self.watchdog:
-            problems: tuple[str, ...] = ()
+            problems = tuple(gw.alive_problems(max_age=self.max_age))
             if problems:
                 if problems != self._withheld:
                     log.error("watchdog: not alive, withholding the ping: %s", "; ".join(problems))
