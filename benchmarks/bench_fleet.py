@@ -17,6 +17,7 @@ notes for total CPU.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -115,9 +116,11 @@ def measure() -> list[FleetRun]:
     broker = Mosquitto(d / "broker")
     broker.start()
     try:
-        return [fleet(broker, d, n) for n in FLEET_SIZES]
+        runs = [fleet(broker, d, n) for n in FLEET_SIZES]
     finally:
         broker.stop()
+    shutil.rmtree(d, ignore_errors=True)  # kept on failure: the logs are named in the error
+    return runs
 
 
 def run() -> list[Result]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -118,6 +119,7 @@ def run() -> list[Result]:
         gw, rate = gateway_latency(broker, d)
     finally:
         broker.stop()
+    shutil.rmtree(d, ignore_errors=True)  # kept on failure: the logs are named in the error
     print(f"bench_latency: gateway n={len(gw)} p50 {pct(gw, 50):.2f} p99 {pct(gw, 99):.2f} "
           f"max {gw[-1] if gw else float('nan'):.2f} ms; raw paho n={len(raw)} "
           f"p50 {pct(raw, 50):.2f} p99 {pct(raw, 99):.2f} ms")

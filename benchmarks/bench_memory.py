@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -85,13 +86,15 @@ def daemon_rss(settle: float = 4.0) -> tuple[int, int]:
         if not sub.wait_count(2 * SENSORS, 60):
             raise RuntimeError(f"no readings from the gateway; see {d}/mem.log")
         time.sleep(settle)  # steady state: every reader has polled, commits done
-        return rss_bytes(gw.pid), uss_bytes(gw.pid)
+        sizes = rss_bytes(gw.pid), uss_bytes(gw.pid)
     finally:
         if gw is not None:
             stop(gw)
         if sub is not None:
             sub.stop()
         broker.stop()
+    shutil.rmtree(d, ignore_errors=True)  # kept on failure: the log is named in the error
+    return sizes
 
 
 def import_times(statement: str) -> list[tuple[int, str]]:
@@ -143,6 +146,7 @@ def loaded_heavy() -> tuple[list[str], int]:
     if out.returncode != 0:
         raise RuntimeError(f"probe failed: {out.stderr[-2000:]}")
     data = json.loads(out.stdout.strip().splitlines()[-1])
+    shutil.rmtree(d, ignore_errors=True)
     return list(data["loaded"]), int(data["count"])
 
 

@@ -12,6 +12,7 @@ start + the MQTT library, the least any Python MQTT daemon must do).
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -91,6 +92,7 @@ def run() -> list[Result]:
         starts = [one_start(broker, d, i) for i in range(RUNS)]
     finally:
         broker.stop()
+    shutil.rmtree(d, ignore_errors=True)  # kept on failure: the logs are named in the error
     base = median([paho_import() for _ in range(RUNS)])
     ready = median([r for r, _ in starts])
     first = median([f for _, f in starts])

@@ -19,12 +19,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (  # noqa: E402
-    PY, REPO, CountingSubscriber, Mosquitto, Result, cpu_seconds, gateway_config, print_results,
-    start_gateway, stop, tmp102_devices, workdir,
+from benchmarks.common import (
+    PY,
+    REPO,
+    CountingSubscriber,
+    Mosquitto,
+    Result,
+    cpu_seconds,
+    gateway_config,
+    print_results,
+    start_gateway,
+    stop,
+    tmp102_devices,
+    workdir,
 )
-from gateway.outbox.spool import NewRow, SqliteSpool  # noqa: E402
-from gateway.reading import encode_payload  # noqa: E402
+from gateway.outbox.spool import NewRow, SqliteSpool
+from gateway.reading import encode_payload
 
 RAW_COUNT = 30_000
 

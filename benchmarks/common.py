@@ -22,9 +22,22 @@ from tests.support import Mosquitto, free_port  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 PY = sys.executable
 
-__all__ = ["PY", "REPO", "CountingSubscriber", "Mosquitto", "Result", "cpu_seconds", "free_port",
-           "print_results", "stop", "tmp102_devices",
-           "gateway_config", "rss_bytes", "start_gateway", "workdir"]
+__all__ = [
+    "PY",
+    "REPO",
+    "CountingSubscriber",
+    "Mosquitto",
+    "Result",
+    "cpu_seconds",
+    "free_port",
+    "gateway_config",
+    "print_results",
+    "rss_bytes",
+    "start_gateway",
+    "stop",
+    "tmp102_devices",
+    "workdir",
+]
 
 
 def workdir(name: str) -> Path:

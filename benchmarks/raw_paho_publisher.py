@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
-from gateway.reading import format_ts  # noqa: E402
+from gateway.reading import format_ts
 
 
 def main() -> int:

@@ -214,11 +214,16 @@ class Outbox:
             if isinstance(item, _Ack):
                 # Acks alone need no commit of their own: they ride along with the next
                 # readings (10 sensors at 1 Hz: one transaction a second, not two).
-                try:
-                    item = q.get(timeout=self.ack_delay)
+                until = time.monotonic() + self.ack_delay
+                while isinstance(item, _Ack):
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        item = q.get(timeout=left)
+                    except queue.Empty:
+                        break
                     batch.append(item)
-                except queue.Empty:
-                    pass
             n_new = 1 if isinstance(item, Reading) else 0
             stop = item is _STOP
             if isinstance(item, Reading | _Ack):
