@@ -293,3 +293,64 @@ def test_config_refuses_a_bad_roi(tmp_path: Path, roi: str, message: str) -> Non
         load_config(cfg)
     text = "\n".join(str(p) for p in err.value.problems)
     assert "inference.roi" in text and message in text and ":6:" in text
+
+
+# -- the shipped single-box detector (SSD-style outputs) --------------------------------
+
+DETECT = MODELS / "shapes_detect.tflite"
+DETECT_LABELS = MODELS / "detect_labels.txt"
+
+
+def iou(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...]) -> float:
+    """Intersection over union of two [ymin, xmin, ymax, xmax] boxes."""
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ih * iw
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def test_detector_finds_the_shape_and_its_box() -> None:
+    model = Model(DETECT, labels=DETECT_LABELS, top_k=3)
+    assert model.task == "detection"  # recognised by its 4 outputs
+    assert model.labels == ["circle", "square", "triangle"]
+    images, truths = dataset(300, seed=8080)
+    hits = objects = empty_ok = empties = 0
+    for img, truth in zip(images, truths, strict=True):
+        dets = model.run(img).values["detections"]
+        for d in dets:
+            assert set(d) == {"label", "score", "box"} and len(d["box"]) == 4
+        if truth.box is None:
+            empties += 1
+            empty_ok += not dets
+        else:
+            objects += 1
+            hits += bool(dets) and dets[0]["label"] == truth.label and iou(
+                dets[0]["box"], truth.box) > 0.5
+    assert hits / objects >= 0.9, f"{hits}/{objects} found with IoU > 0.5"
+    assert empty_ok / empties >= 0.9, f"{empty_ok}/{empties} empty frames left empty"
+
+
+def test_detector_box_is_mapped_back_from_the_roi() -> None:
+    rng = np.random.default_rng(5)
+    left = render(rng, 160, 120, "empty").image
+    right = render(rng, 160, 120, "square")
+    wide = np.concatenate([left, right.image], axis=1)  # the square is in the right half
+    assert right.truth.box is not None
+    ymin, xmin, ymax, xmax = right.truth.box
+    truth_in_wide = (ymin, 0.5 + xmin / 2, ymax, 0.5 + xmax / 2)
+    model = Model(DETECT, labels=DETECT_LABELS, roi=(0.0, 0.5, 1.0, 1.0))
+    dets = model.run(wide).values["detections"]
+    assert dets and dets[0]["label"] == "square"
+    assert iou(dets[0]["box"], truth_in_wide) > 0.5
+    assert dets[0]["box"][1] >= 0.5  # in whole-frame coordinates, inside the ROI
+
+
+def test_unnamed_detection_outputs_follow_their_declared_positions() -> None:
+    # What a Keras export looks like: the order in the file is shuffled, the suffix is
+    # the declared position (boxes, classes, scores, count).
+    shuffled = [{"shape": [1, 1], "name": "StatefulPartitionedCall_1:1"},
+                {"shape": [1], "name": "StatefulPartitionedCall_1:3"},
+                {"shape": [1, 1, 4], "name": "StatefulPartitionedCall_1:0"},
+                {"shape": [1, 1], "name": "StatefulPartitionedCall_1:2"}]
+    assert _detection_outputs(shuffled) == (2, 0, 3, 1)

@@ -149,7 +149,8 @@ def write_detector(tf: object, out: Path, seed: int, n_train: int, epochs: int) 
 
         def call(self, p: object, b: object) -> tuple[object, ...]:
             score = 1.0 - p[:, 0:1]  # type: ignore[index]
-            label = ops.expand_dims(ops.cast(ops.argmax(p[:, 1:], axis=-1), "float32"), -1)  # type: ignore[index]
+            # tf.argmax, not keras.ops.argmax (which adds ops TFLite lacks).
+            label = ops.expand_dims(ops.cast(tf.argmax(p[:, 1:], axis=-1), "float32"), -1)  # type: ignore[index, attr-defined]
             return ops.reshape(b, (-1, 1, 4)), label, score, ops.ones_like(score[:, 0])
 
     image = keras.Input(shape=(INPUT, INPUT, 3), batch_size=1, name="image")

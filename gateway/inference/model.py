@@ -109,6 +109,11 @@ def decode_detections(boxes: npt.ArrayLike, classes: npt.ArrayLike, scores: npt.
     ]
 
 
+def _output_position(name: str) -> int:
+    _, sep, suffix = name.rpartition(":")
+    return int(suffix) if sep and suffix.isdigit() else 0
+
+
 def _detection_outputs(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
     """Which output is boxes, classes, scores, count (positions in `details`).
 
@@ -116,13 +121,17 @@ def _detection_outputs(details: list[dict[str, Any]]) -> tuple[int, int, int, in
     Boxes end in 4 and count has one element; classes vs scores by name when the
     names say, otherwise in the TF1 order.
     """
-    sizes = [int(np.prod(d["shape"])) for d in details]
     boxes = next(i for i, d in enumerate(details) if len(d["shape"]) == 3 and d["shape"][-1] == 4)
-    count = next(i for i in range(4) if sizes[i] == 1 and i != boxes)
+    # count is [1]; classes and scores are [1, N] (N may be 1, so go by rank, not size).
+    count = next(i for i, d in enumerate(details) if len(d["shape"]) <= 1 and i != boxes)
     rest = [i for i in range(4) if i not in (boxes, count)]
     names = [str(details[i].get("name", "")).lower() for i in rest]
     if "class" in names[1] and "class" not in names[0]:
         rest.reverse()
+    elif not any(w in n for n in names for w in ("class", "score")):
+        # Unnamed outputs ("StatefulPartitionedCall:2", "TFLite_Detection_PostProcess:1"):
+        # the suffix is the position the model declared them in (boxes, classes, scores, count).
+        rest.sort(key=lambda i: _output_position(str(details[i].get("name", ""))))
     return boxes, rest[0], rest[1], count
 
 

@@ -481,12 +481,8 @@ class Publisher:
 
 
 class _Client(mqtt.Client):
-    """paho's client, remembering why the last connection attempt failed.
-
-    paho's loop calls `reconnect()` and, on OSError (refused, unreachable, TLS
-    handshake or certificate failure), only `on_connect_fail(client, userdata)`
-    without the exception; this keeps it for the publisher to report.
-    """
+    """paho's client, remembering why the last connection attempt failed
+    (refused, unreachable, TLS handshake or certificate failure) until one succeeds."""
 
     connect_error: BaseException | None = None
 
@@ -498,19 +494,6 @@ class _Client(mqtt.Client):
             raise
         self.connect_error = None
         return rc
-
-
-class _PahoRetryNoise(logging.Filter):
-    """paho 2.2 logs "Client is not connected" at ERROR on every retry while the broker
-    is unreachable; the publisher reports that once per state change instead."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and str(record.msg).startswith(
-            "Client is not connected"
-        ):
-            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
 
 
 def _describe_connect_error(exc: BaseException | None) -> tuple[str, int]:
