@@ -8,7 +8,16 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck unit bench broker docs install clean
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# Debian/Ubuntu ship venv separately (python3-venv); as root, fetch it when missing.
+	@test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		rm -rf $(VENV); \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+			&& $(PYTHON) -m venv $(VENV); \
+		else \
+			echo "python3 -m venv failed: install the venv module (sudo apt-get install -y python3-venv)" >&2; \
+			exit 1; \
+		fi; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
@@ -54,7 +63,14 @@ test: $(STAMP) broker
 
 bench: $(STAMP) broker
 	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@# The benchmarks count arrivals with mosquitto_sub (C), so the subscriber is never the limit.
+	@command -v mosquitto_sub >/dev/null || { [ "$$(id -u)" = 0 ] && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; }
 	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+## Regenerate docs/config-reference.md from the config schema (a test checks it is current).
+docs: $(STAMP)
+	$(PY) tools/gen_config_reference.py

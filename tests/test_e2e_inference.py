@@ -17,7 +17,8 @@ TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LABELS = {"empty", "circle", "square", "triangle"}
 
 
-def config(tmp_path: Path, port: int, model: Path, extra: str = "") -> Path:
+def config(tmp_path: Path, port: int, model: Path, extra: str = "",
+           labels: Path = REPO / "models" / "labels.txt") -> Path:
     return write_config(tmp_path / "gw.yaml", f"""
 gateway:
   id: e2e-inf
@@ -36,7 +37,7 @@ inference:
   enabled: true
   name: cam
   model: {model}
-  labels: {REPO / "models" / "labels.txt"}
+  labels: {labels}
   camera: sim
   fps: 5
   publish_interval: 0s
@@ -87,6 +88,29 @@ def test_results_arrive_with_the_contract_payload(tmp_path: Path, broker: Mosqui
         assert all(x["label"] in LABELS and 0.5 <= x["score"] <= 1 for x in r["labels"])
     assert sub.count("gateway/e2e-inf/air") > 0
     assert "Traceback" not in gw.output()
+
+
+def test_detections_arrive_with_boxes(tmp_path: Path, broker: Mosquitto) -> None:
+    sub = Subscriber(broker.port, "gateway/e2e-inf/cam").start()
+    cfg = config(tmp_path, broker.port, REPO / "models" / "shapes_detect.tflite",
+                 labels=REPO / "models" / "detect_labels.txt")
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(
+            lambda s: any(m.json()["detections"] for m in s.on("gateway/e2e-inf/cam")),
+            timeout=90), gw.output()
+    finally:
+        code = gw.stop()
+        sub.stop()
+    assert code == 0, gw.output()
+    results = [m.json() for m in sub.on("gateway/e2e-inf/cam")]
+    for r in results:
+        assert set(r) == {"seq", "ts", "inference_ms", "detections"}
+        for d in r["detections"]:
+            assert set(d) == {"label", "score", "box"}
+            assert d["label"] in {"circle", "square", "triangle"} and 0.5 <= d["score"] <= 1
+            ymin, xmin, ymax, xmax = d["box"]
+            assert 0 <= ymin < ymax <= 1 and 0 <= xmin < xmax <= 1
 
 
 def test_sigkill_worker_inside_the_daemon(tmp_path: Path, broker: Mosquitto) -> None:
