@@ -91,7 +91,7 @@ def gateway_latency(broker: Mosquitto, d: Path) -> tuple[list[float], float]:
 
 
 def raw_latency(broker: Mosquitto) -> list[float]:
-    count = int(RATE * (WINDOW / 2 + 1))  # 5 s: plenty for a sub-millisecond baseline
+    count = int(RATE * (WINDOW + 1))  # as many samples as the gateway window: a stable p99
     sub = CountingSubscriber(broker.port, "bench/raw/#", keep=True)
     try:
         p = subprocess.run([PY, str(REPO / "benchmarks/raw_paho_publisher.py"), str(broker.port),

@@ -107,6 +107,7 @@ def write_chart(path: Path, results: list[Result], runs: list[dict[str, Any]]) -
         if xs:
             right.plot(xs, ys, marker="o", label=name)
     right.set_yscale("log")
+    right.xaxis.get_major_locator().set_params(integer=True)
     right.set_xlabel(f"run (last {len(runs)}, oldest first)")
     right.set_ylabel("value / baseline (or value where there is no baseline)")
     right.set_title("metrics with a goal, over runs")
