@@ -204,6 +204,10 @@ class Gateway:
                 allowed = max_age + 2 * max(interval, backoff_cap, io_timeout)
                 if now - r.heartbeat > allowed:
                     problems.append(f"reader {name} stuck for {now - r.heartbeat:.0f} s")
+        for comp in self.components:
+            # Components with a thread of their own (inference supervisor, metrics server).
+            if getattr(comp, "alive", True) is False:
+                problems.append(f"{type(comp).__name__} is not running")
         return problems
 
     # -- signals -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any
 
 from gateway.config.model import InferenceSection
 from gateway.inference.worker import EXIT_CAMERA, EXIT_MODEL, WorkerSettings, worker_main
+from gateway.metrics import observe_inference
 from gateway.readers.base import Backoff, ReaderContext
 
 log = logging.getLogger("gateway.inference")
@@ -249,6 +250,7 @@ class InferenceSupervisor:
             self.ctx.succeeded()
         payload = {"inference_ms": ms, **values}
         self.last_result = payload
+        observe_inference(ms / 1000.0)  # metrics' latency histogram (no-op cost otherwise)
         key = change_key(values)
         now = time.monotonic()
         interval = self.cfg.publish_interval
