@@ -13,7 +13,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 from tests.support import GatewayProcess, Mosquitto, Subscriber, write_config
 
 PREFIX = "gateway/dg"

@@ -18,7 +18,7 @@ from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Siz
 class Section(BaseModel):
     """Base of every config object: strict keys, immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # ---------------------------------------------------------------- gateway
