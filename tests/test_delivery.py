@@ -184,3 +184,35 @@ def test_memory_durability_writes_no_file(tmp_path: Path, broker: Mosquitto) -> 
         sub.stop()
 
 
+
+
+def test_qos0_is_deleted_once_sent(tmp_path: Path, broker: Mosquitto) -> None:
+    """QoS 0 has no PUBACK: a reading leaves the spool once the client has sent it."""
+    cfg = gw_config(tmp_path, broker.port, interval="20ms")
+    cfg.write_text(cfg.read_text().replace("mqtt:\n", "mqtt:\n  qos: 0\n"))
+    sub = Subscriber(broker.port, f"{PREFIX}/+", qos=0).start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: len(s.messages) > 400), gw.output()
+        assert gw.stop() == 0
+        last, left = spool_state(tmp_path / "spool.db")
+        assert left == 0, "sent QoS 0 readings must not pile up in the spool"
+        for dev in DEVICES:
+            seqs = [m.json()["seq"] for m in sub.on(f"{PREFIX}/{dev}")]
+            assert seqs == list(range(1, last[dev] + 1))  # loopback: nothing lost
+    finally:
+        gw.kill()
+        sub.stop()
+
+
+def test_unusable_spool_path_is_a_clear_error(tmp_path: Path, broker: Mosquitto) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool's directory should be")
+    cfg = gw_config(tmp_path, broker.port)
+    cfg.write_text(cfg.read_text().replace(f"path: {tmp_path}/spool.db",
+                                           f"path: {blocker}/spool.db"))
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    code = gw.wait(30)
+    out = gw.output()
+    assert code == 2, out
+    assert "buffer.path" in out and "Traceback" not in out

@@ -39,11 +39,15 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from gateway.daemon import Gateway
     from gateway.mqtt.publisher import SecretError
+    from gateway.outbox.spool import SpoolError
 
     try:
         gw = Gateway(cfg)
     except SecretError as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SpoolError as exc:
+        print(f"{args.config}: buffer.path: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     from gateway.service.watchdog import attach
 

@@ -58,6 +58,10 @@ class Spool(Protocol):
     def close(self) -> None: ...
 
 
+class SpoolError(Exception):
+    """The spool file cannot be opened (a directory missing, no permission, ...)."""
+
+
 class _Capacity:
     """Shared capacity bookkeeping: how many of n new rows fit, and what must go."""
 
@@ -105,14 +109,20 @@ class SqliteSpool(_Capacity):
         super().__init__(max_messages, max_bytes, when_full)
         self.path = Path(path)
         self.sync = sync
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self.moved_aside: Path | None = None
         try:
-            self._db = self._open_writer()
-        except sqlite3.DatabaseError as exc:
-            self.moved_aside = self._move_aside(exc)
-            self._db = self._open_writer()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = self._open_writer()
+            except sqlite3.OperationalError:
+                raise  # cannot open or lock (permissions, read-only fs): not corruption
+            except sqlite3.DatabaseError as exc:
+                self.moved_aside = self._move_aside(exc)
+                self._db = self._open_writer()
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SpoolError(f"cannot open the spool {self.path}: {reason}") from exc
         count, nbytes = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
         ).fetchone()
