@@ -265,3 +265,13 @@ def running(gw: GatewayProcess) -> Iterator[GatewayProcess]:
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def sim_header(gateway_id: str, port: int, tmp_path: Path, gateway_extra: str = "") -> str:
+    """The config lines every simulated end-to-end test starts with (YAML text)."""
+    extra = "".join(f"{line}\n" for line in gateway_extra.split("\n") if line)
+    return (
+        f"gateway:\n  id: {gateway_id}\n  simulate: true\n{extra}"
+        f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n"
+        f"buffer:\n  path: {tmp_path}/spool.db\n"
+    )

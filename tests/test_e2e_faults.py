@@ -11,23 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.support import GatewayProcess, Mosquitto, Subscriber, retained, write_config
+from tests.support import GatewayProcess, Mosquitto, Subscriber, retained, sim_header, write_config
 
 PREFIX = "gateway/faults-e2e"
 
 
 def config(tmp_path: Path, port: int) -> Path:
     return write_config(tmp_path / "gw.yaml", f"""
-gateway:
-  id: faults-e2e
-  simulate: true
-  health_interval: 1s
-mqtt:
-  host: 127.0.0.1
-  port: {port}
-buffer:
-  path: {tmp_path}/spool.db
-devices:
+{sim_header("faults-e2e", port, tmp_path, "  health_interval: 1s")}devices:
   - name: air
     driver: bme280
     address: 0x76

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import GatewayProcess, Mosquitto, Subscriber, write_config
+from tests.support import GatewayProcess, Mosquitto, Subscriber, sim_header, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -20,15 +20,7 @@ LABELS = {"empty", "circle", "square", "triangle"}
 def config(tmp_path: Path, port: int, model: Path, extra: str = "",
            labels: Path = REPO / "models" / "labels.txt") -> Path:
     return write_config(tmp_path / "gw.yaml", f"""
-gateway:
-  id: e2e-inf
-  simulate: true
-mqtt:
-  host: 127.0.0.1
-  port: {port}
-buffer:
-  path: {tmp_path}/spool.db
-devices:
+{sim_header("e2e-inf", port, tmp_path)}devices:
   - name: air
     driver: bme280
     address: 0x76

@@ -6,20 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import GatewayProcess, Mosquitto, Subscriber, write_config
+from tests.support import GatewayProcess, Mosquitto, Subscriber, sim_header, write_config
 
 
 def config(tmp_path: Path, port: int) -> Path:
     return write_config(tmp_path / "gw.yaml", f"""
-gateway:
-  id: e2e-serial
-  simulate: true
-mqtt:
-  host: 127.0.0.1
-  port: {port}
-buffer:
-  path: {tmp_path}/spool.db
-devices:
+{sim_header("e2e-serial", port, tmp_path)}devices:
   - name: gps
     driver: nmea
     port: /dev/serial/by-id/usb-u-blox_GNSS-if00

@@ -6,22 +6,14 @@ import re
 import signal
 from pathlib import Path
 
-from tests.support import GatewayProcess, Mosquitto, Subscriber, retained, write_config
+from tests.support import GatewayProcess, Mosquitto, Subscriber, retained, sim_header, write_config
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def config(tmp_path: Path, port: int) -> Path:
     return write_config(tmp_path / "gw.yaml", f"""
-gateway:
-  id: e2e-test
-  simulate: true
-mqtt:
-  host: 127.0.0.1
-  port: {port}
-buffer:
-  path: {tmp_path}/spool.db
-devices:
+{sim_header("e2e-test", port, tmp_path)}devices:
   - name: air
     driver: bme280
     address: 0x76

@@ -24,7 +24,7 @@ from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.service.notify import Notifier
 from gateway.service.watchdog import ServiceGlue
-from tests.support import GatewayProcess, Mosquitto, write_config
+from tests.support import GatewayProcess, Mosquitto, sim_header, write_config
 
 
 class NotifySocket:
@@ -81,15 +81,7 @@ def short_dir() -> Iterator[Path]:
 
 def config_text(tmp_path: Path, port: int, probe_interval: str = "150ms") -> str:
     return f"""
-gateway:
-  id: notify-test
-  simulate: true
-mqtt:
-  host: 127.0.0.1
-  port: {port}
-buffer:
-  path: {tmp_path}/spool.db
-devices:
+{sim_header("notify-test", port, tmp_path)}devices:
   - name: air
     driver: bme280
     address: 0x76

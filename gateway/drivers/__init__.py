@@ -91,3 +91,24 @@ def read_bytes(bus: Any, address: int, n: int) -> bytes:
 def is_nack(exc: OSError) -> bool:
     """Linux i2c-dev reports a NACKed address as EREMOTEIO (121); some adapters use ENXIO."""
     return exc.errno in (errno.EREMOTEIO, errno.ENXIO)
+
+
+def read_when_ready(bus: Any, address: int, n: int, budget: float, sleep: Any,
+                    what: str) -> bytes:
+    """Read `n` bytes from a chip that NACKs its read header while still measuring.
+
+    Sensirion chips (SHT3x §4.4, SHT4x §4.5) do so. After the datasheet's maximum
+    `budget` has been slept, retry three times a third of it apart, then give up.
+    """
+    for attempt in range(4):
+        try:
+            return read_bytes(bus, address, n)
+        except OSError as exc:
+            if not is_nack(exc):
+                raise
+            if attempt == 3:
+                raise ConversionTimeout(
+                    f"{what} at 0x{address:02x}: no result {budget * 2:.4f} s after the command"
+                ) from exc
+            sleep(budget / 3)
+    raise AssertionError("unreachable")

@@ -127,6 +127,16 @@ def compensate_humidity(adc_h: int, t_fine: int, cal: Calibration) -> float:
     return (v >> 12) / 1024.0
 
 
+def wait_for_conversion(bus: Any, addr: int, budget: float, sleep: Any, what: str) -> None:
+    """Sleep the maximum measurement time, then poll status.measuring (§5.4.4) a few times."""
+    sleep(budget)
+    for _ in range(3):
+        if not bus.read_byte_data(addr, REG_STATUS) & STATUS_MEASURING:
+            return
+        sleep(budget / 4)
+    raise ConversionTimeout(f"{what} at 0x{addr:02x} still measuring after {budget * 2:.3f} s")
+
+
 def _cdiv(n: int, d: int) -> int:
     """Integer division truncating toward zero, as C's `/` does."""
     q = abs(n) // abs(d)
@@ -198,14 +208,8 @@ class BME280:
             REG_CTRL_MEAS,
             (OVERSAMPLING[osrs_t] << 5) | (OVERSAMPLING[osrs_p] << 2) | MODE_FORCED,
         )
-        budget = measurement_time_s(osrs_t, osrs_p, osrs_h)
-        self._sleep(budget)
-        for _ in range(3):
-            if not bus.read_byte_data(addr, REG_STATUS) & STATUS_MEASURING:
-                break
-            self._sleep(budget / 4)
-        else:
-            raise ConversionTimeout(f"BME280 at 0x{addr:02x} still measuring after {budget * 2:.3f} s")
+        wait_for_conversion(bus, addr, measurement_time_s(osrs_t, osrs_p, osrs_h), self._sleep,
+                            "BME280")
         d = bus.read_i2c_block_data(addr, REG_PRESS_MSB, 8)
         return self.convert(list(d))
 

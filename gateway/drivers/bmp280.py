@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gateway.drivers import ConversionTimeout, WrongChipError
+from gateway.drivers import WrongChipError
 from gateway.drivers import bme280 as formulas
 
 DEFAULT_ADDRESS = 0x76  # SDO to GND; 0x77 with SDO to VDDIO (§5.2)
@@ -70,14 +70,9 @@ class BMP280:
             addr, REG_CTRL_MEAS, (OVERSAMPLING[osrs_t] << 5) | (OVERSAMPLING[osrs_p] << 2) | MODE_FORCED
         )
         # Table 13 maxima match 1.25 + 2.3·osrs_t + 2.3·osrs_p + 0.575 ms (the BME280 §9.1 formula).
-        budget = formulas.measurement_time_s(osrs_t, osrs_p, 0)
-        self._sleep(budget)
-        for _ in range(3):
-            if not bus.read_byte_data(addr, REG_STATUS) & STATUS_MEASURING:
-                break
-            self._sleep(budget / 4)
-        else:
-            raise ConversionTimeout(f"BMP280 at 0x{addr:02x} still measuring after {budget * 2:.3f} s")
+        formulas.wait_for_conversion(
+            bus, addr, formulas.measurement_time_s(osrs_t, osrs_p, 0), self._sleep, "BMP280"
+        )
         d = list(bus.read_i2c_block_data(addr, REG_PRESS_MSB, 6))
         adc_p = (d[0] << 12) | (d[1] << 4) | (d[2] >> 4)
         adc_t = (d[3] << 12) | (d[4] << 4) | (d[5] >> 4)

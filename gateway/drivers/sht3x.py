@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from gateway.drivers import ConversionTimeout, check_words, is_nack, read_bytes, write_bytes
+from gateway.drivers import check_words, read_bytes, read_when_ready, write_bytes
 
 DEFAULT_ADDRESS = 0x44  # ADDR pin low; 0x45 with ADDR high (§3.7 Table 7)
 
@@ -69,19 +69,7 @@ class SHT3x:
         self._command(CMD_SINGLE_SHOT[self.repeatability])
         budget = MEASUREMENT_TIME_S[self.repeatability]
         self._sleep(budget)
-        for attempt in range(4):
-            try:
-                data = read_bytes(self.bus, self.address, 6)
-                break
-            except OSError as exc:
-                # §4.4: while the measurement runs, the sensor does not acknowledge its read header.
-                if not is_nack(exc):
-                    raise
-                if attempt == 3:
-                    raise ConversionTimeout(
-                        f"SHT3x at 0x{self.address:02x}: no result {budget * 2:.4f} s "
-                        "after the measurement command"
-                    ) from exc
-                self._sleep(budget / 3)
+        # §4.4: while the measurement runs, the sensor does not acknowledge its read header.
+        data = read_when_ready(self.bus, self.address, 6, budget, self._sleep, "SHT3x")
         s_t, s_rh = check_words(data, f"SHT3x at 0x{self.address:02x}")
         return convert(s_t, s_rh)

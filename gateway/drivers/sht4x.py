@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from gateway.drivers import ConversionTimeout, check_words, is_nack, read_bytes, write_bytes
+from gateway.drivers import check_words, read_bytes, read_when_ready, write_bytes
 
 DEFAULT_ADDRESS = 0x44
 
@@ -55,17 +55,6 @@ class SHT4x:
         write_bytes(self.bus, self.address, [CMD_MEASURE[self.precision]])
         budget = MEASUREMENT_TIME_S[self.precision]
         self._sleep(budget)
-        for attempt in range(4):
-            try:
-                data = read_bytes(self.bus, self.address, 6)
-                break
-            except OSError as exc:
-                if not is_nack(exc):
-                    raise
-                if attempt == 3:
-                    raise ConversionTimeout(
-                        f"SHT4x at 0x{self.address:02x}: no result {budget * 2:.4f} s after the command"
-                    ) from exc
-                self._sleep(budget / 3)
+        data = read_when_ready(self.bus, self.address, 6, budget, self._sleep, "SHT4x")
         s_t, s_rh = check_words(data, f"SHT4x at 0x{self.address:02x}")
         return convert(s_t, s_rh)
