@@ -6,15 +6,12 @@ import argparse
 import sys
 
 from gateway.cli import EXIT_CONFIG
-from gateway.config import ConfigError, load_config
+from gateway.commands import load_or_report
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     problems = deep_checks(cfg)
     if problems:

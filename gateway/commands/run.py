@@ -7,7 +7,7 @@ import logging
 import sys
 
 from gateway.cli import EXIT_CONFIG
-from gateway.config import ConfigError, load_config
+from gateway.commands import load_or_report
 
 log = logging.getLogger("gateway")
 
@@ -31,11 +31,8 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     from gateway.daemon import Gateway
     from gateway.mqtt.publisher import SecretError

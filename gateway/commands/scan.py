@@ -129,14 +129,11 @@ def main(args: argparse.Namespace) -> int:
     configured: dict[int, dict[int, list[tuple[str, str]]]] = {}
     buses: dict[int, Any] = {}
     if args.config:
-        from gateway.config import ConfigError, load_config
+        from gateway.commands import load_or_report
         from gateway.config.model import I2CDevice
 
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
+        cfg = load_or_report(args.config)
+        if cfg is None:
             return EXIT_CONFIG
         for dev in cfg.devices:
             if isinstance(dev, I2CDevice):

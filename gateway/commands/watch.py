@@ -279,14 +279,11 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_config
+    from gateway.commands import load_or_report
     from gateway.mqtt.publisher import SecretError
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return EXIT_CONFIG
     host, port = cfg.mqtt.host, cfg.mqtt.port
     if args.broker:
