@@ -106,6 +106,8 @@ class Publisher:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
+        self._wake_lock = threading.Lock()
+        self._wake_closed = False
         self._stop_deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._inflight: dict[int, int] = {}  # paho mid -> outbox message id
@@ -228,20 +230,23 @@ class Publisher:
             if self._thread.is_alive():
                 log.error("publisher did not stop in time")
                 return
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:  # no wake() may write to a closed (and reused) descriptor
+            self._wake_closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def wake(self) -> None:
         """Make the publisher look at its work now (any thread; cheap when repeated)."""
         if self._wake_pending:
             return
-        self._wake_pending = True
-        try:
-            os.write(self._wake_w, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
-        except OSError as exc:
-            log.debug("wake after stop ignored: %s", exc)
+        with self._wake_lock:
+            if self._wake_closed:
+                return
+            self._wake_pending = True
+            try:
+                os.write(self._wake_w, b"!")
+            except BlockingIOError:
+                pass  # the pipe is full of wake-ups already
 
     def call_soon(self, fn: Callable[[Publisher], None]) -> None:
         """Run `fn(publisher)` in the publisher thread while connected (e.g. re-announce)."""
@@ -303,6 +308,8 @@ class Publisher:
                 assert self._stop_deadline is not None
                 if not self._inflight and (not self.connected or not backlog):
                     break
+                if not self.connected and self.client.socket() is None:
+                    break  # no broker to wait for: unacknowledged readings stay spooled
                 if now >= self._stop_deadline:
                     log.warning(
                         "stop: %d readings not yet acknowledged stay in the spool for next start",
