@@ -1,8 +1,9 @@
 """Baseline: raw paho-mqtt QoS 1 publishes of gateway-shaped payloads, as fast as it goes.
 
-Usage: raw_paho_publisher.py PORT COUNT DEVICES [RATE [PROTOCOL]]
+Usage: raw_paho_publisher.py PORT COUNT DEVICES [RATE [PROTOCOL [INFLIGHT]]]
 With RATE (messages/s, 0 = as fast as it goes) it paces itself; the payload's
 `ts` is the send time, for latency. PROTOCOL is 5 (the gateway's default) or 3.1.1.
+INFLIGHT is paho's max_inflight_messages (default 20, paho's own default).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> int:
             done.set()
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-paho-bench", protocol=protocol)
+    if len(sys.argv) > 6:
+        c.max_inflight_messages_set(int(sys.argv[6]))
     c.on_publish = on_publish
     c.connect("127.0.0.1", port)
     c.loop_start()
