@@ -179,7 +179,6 @@ class PolledReader(Reader):
 
     def run_loop(self) -> None:
         stop = self.stop_event
-        ctx = self.ctx
         due = self.next_slot(time.monotonic())
         while True:
             delay = due - time.monotonic()
@@ -187,26 +186,37 @@ class PolledReader(Reader):
                 return
             if stop.is_set():
                 return
+            due = self.poll_once()
+
+    def poll_once(self) -> float:
+        """One poll (opening the device first if needed). Returns when the next is due.
+
+        Never raises: a device fault is counted, logged once per state change and
+        retried with backoff; anything else is logged with its traceback too.
+        """
+        ctx = self.ctx
+        try:
+            if not self.opened:
+                self.open()
+                self.opened = True
+            ts = time.time()
+            values = self.poll()
+        except Exception as exc:
+            ctx.failed(exc)
+            if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(exc):
+                log.error("%s: unexpected error", self.name, exc_info=True)
+            self._reset()
+            due = time.monotonic() + self.backoff.next_delay()
+        else:
+            ctx.succeeded()
+            self.backoff.reset()
             try:
-                if not self.opened:
-                    self.open()
-                    self.opened = True
-                ts = time.time()
-                values = self.poll()
-            except Exception as exc:
-                ctx.failed(exc)
-                if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(
-                    exc
-                ):
-                    log.error("%s: unexpected error", self.name, exc_info=True)
-                self._reset()
-                due = time.monotonic() + self.backoff.next_delay()
-            else:
-                ctx.succeeded()
-                self.backoff.reset()
                 ctx.emit(values, ts)
-                due = self.next_slot(time.monotonic())
-            self.beat()
+            except Exception:
+                log.exception("%s: reading could not be handed to the outbox", self.name)
+            due = self.next_slot(time.monotonic())
+        self.beat()
+        return due
 
     def _reset(self) -> None:
         if self.opened:
