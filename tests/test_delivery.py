@@ -104,7 +104,7 @@ def test_broker_restarts_under_load_lose_nothing(tmp_path: Path) -> None:
             assert sub.wait_for(lambda s, n=n: len(s.messages) > n + 50, timeout=30), gw.output()
         assert gw.stop() == 0, gw.output()
         last, left = spool_state(tmp_path / "spool.db")
-        assert left == 0, "a clean stop with the broker up delivers everything"
+        assert left == 0, "a clean stop with the broker up delivers everything\n" + gw.output()[-6000:]
         wait_all(sub, last)
         dups = check_complete(sub, last)
         print("duplicates per device:", dict(dups), "last seqs:", last)

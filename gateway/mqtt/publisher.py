@@ -109,6 +109,7 @@ class Publisher:
         self._wake_lock = threading.Lock()
         self._wake_closed = False
         self._stop_deadline: float | None = None
+        self._stop_attempted = False
         self._thread: threading.Thread | None = None
         self._inflight: dict[int, int] = {}  # paho mid -> outbox message id
         self._acked: list[int] = []
@@ -276,7 +277,13 @@ class Publisher:
             self.heartbeat = now
             stopping = self._stop_deadline is not None
             sock = self.client.socket()
-            if sock is None and not stopping and now >= self._next_attempt:
+            if sock is None and (
+                (not stopping and now >= self._next_attempt)
+                # At stop, one more try right away: the broker may just be back, and the
+                # backlog could still go out within stop_timeout.
+                or (stopping and not self._stop_attempted)
+            ):
+                self._stop_attempted = stopping
                 self._attempt_connect()
                 sock = self.client.socket()
             if sock is not None:
