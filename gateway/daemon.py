@@ -86,7 +86,7 @@ class Gateway:
             health=self.health.device(dev.name, dev.driver),
             on_health_change=self.health.changed,
             simulate=self.cfg.gateway.simulate,
-            resources={"sim": self.sim, "buses": self.buses},
+            resources={"sim": self.sim},
             publish_filter=self._publish_filter(dev),
         )
         if spec.kind == "i2c":

@@ -157,7 +157,6 @@ def _cross_checks(
     name: str,
 ) -> list[Problem]:
     problems: list[Problem] = []
-    index = {id(d): i for i, d in enumerate(devices)}
     # Positions in the raw list, for line numbers (devices that failed are absent).
     raw_pos: dict[str, int] = {}
     for i, raw in enumerate(raw_devices):
@@ -175,7 +174,6 @@ def _cross_checks(
                 )
             else:
                 raw_pos[dev_name] = i
-    del index
     seen_addr: dict[tuple[int, int], str] = {}
     seen_port: dict[str, str] = {}
     for d in devices:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -121,7 +121,6 @@ class Publisher:
         self._next_attempt = 0.0
         self.error: BaseException | None = None
         self.heartbeat = time.monotonic()
-        self.published = 0
         self.failed_acks = 0
         self.health_changed = False
         #: Called in this thread after each (re)connect, e.g. Home Assistant discovery.
@@ -134,10 +133,10 @@ class Publisher:
         health.on_change(self._health_changed)
 
     # -- setup ---------------------------------------------------------------------
-    def _make_client(self, password: str | None) -> _Client:
+    def _make_client(self, password: str | None) -> mqtt.Client:
         m = self.cfg.mqtt
         v5 = m.protocol == "5"
-        client = _Client(
+        client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -370,7 +369,6 @@ class Publisher:
         try:
             self.client.reconnect()  # TCP (+ TLS) connect and CONNECT; CONNACK comes later
         except (OSError, ValueError) as exc:
-            self.client.connect_error = exc
             self._connect_failed(exc)
             self._schedule_retry()
             return
@@ -402,7 +400,6 @@ class Publisher:
         self._inflight[info.mid] = msg_id
         if self.on_acked is not None:
             self._sent_payloads[info.mid] = payload
-        self.published += 1
         if self.qos == 0 and info.is_published():
             self._on_publish(None, None, info.mid, None, None)
 
@@ -432,7 +429,7 @@ class Publisher:
                 log.exception("on-connect hook failed")
         self._publish_health()
 
-    def _connect_failed(self, exc: BaseException | None) -> None:
+    def _connect_failed(self, exc: BaseException) -> None:
         what, level = _describe_connect_error(exc)
         self._refused(f"cannot connect to {self.cfg.mqtt.host}:{self.cfg.mqtt.port}: {what}", level)
 
@@ -466,6 +463,7 @@ class Publisher:
             "accepted": self.outbox.stats.accepted,
             "delivered": self.outbox.stats.delivered,
             "commits": self.outbox.stats.commits,
+            "refused_by_broker": self.failed_acks,
         }
         self.publish_raw(self.health_topic, json.dumps(snap, separators=(",", ":")), qos=0,
                          retain=True)
@@ -494,26 +492,8 @@ class Publisher:
         self.health.broker_connected = False
 
 
-class _Client(mqtt.Client):
-    """paho's client, remembering why the last connection attempt failed
-    (refused, unreachable, TLS handshake or certificate failure) until one succeeds."""
-
-    connect_error: BaseException | None = None
-
-    def reconnect(self) -> MQTTErrorCode:
-        try:
-            rc = super().reconnect()
-        except OSError as exc:
-            self.connect_error = exc
-            raise
-        self.connect_error = None
-        return rc
-
-
-def _describe_connect_error(exc: BaseException | None) -> tuple[str, int]:
+def _describe_connect_error(exc: BaseException) -> tuple[str, int]:
     """A stable one-line reason (the same on every retry) and its log level."""
-    if exc is None:
-        return "connection failed", logging.WARNING
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS certificate verification failed: {exc.verify_message} "
                 "(check mqtt.tls.ca_file and mqtt.host)", logging.ERROR)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.outbox.spool import MemorySpool, Message, NewRow, Spool, SqliteSpool
 from gateway.reading import Reading, encode_payload
@@ -38,7 +38,6 @@ class OutboxStats:
     spool_errors: int = 0
     unencodable: int = 0
     last_commit_at: float = 0.0
-    per_device_dropped: dict[str, int] = field(default_factory=dict)
 
 
 class _Ack:
@@ -104,7 +103,6 @@ class Outbox:
         self._burst_dropped = 0
         self.stats = OutboxStats()
         self.error: BaseException | None = None
-        self.heartbeat = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -242,7 +240,6 @@ class Outbox:
                 elif item is _STOP:
                     stop = True
             self._commit(batch)
-            self.heartbeat = time.monotonic()
             if stop:
                 return
 

@@ -160,27 +160,18 @@ def decode_gga(s: Sentence) -> dict[str, Any]:
     _need(s, 9)
     f = s.fields
     out: dict[str, Any] = {}
-    t = _time(f[0])
-    if t is not None:
-        out["time"] = t
+    _put(out, "time", _time(f[0]))
     lat = _coord(f[1], f[2], 2, "N", "S")
     lon = _coord(f[3], f[4], 3, "E", "W")
     quality = _int(f[5], "fix quality")
-    if quality is not None:
-        out["fix_quality"] = quality
+    _put(out, "fix_quality", quality)
     # Position is meaningless without a fix (quality 0), even if a receiver repeats the last one.
     if quality and lat is not None and lon is not None:
         out["latitude_deg"] = lat
         out["longitude_deg"] = lon
-        alt = _float(f[8], "altitude")
-        if alt is not None:
-            out["altitude_m"] = alt
-    sats = _int(f[6], "satellites")
-    if sats is not None:
-        out["satellites"] = sats
-    hdop = _float(f[7], "hdop")
-    if hdop is not None:
-        out["hdop"] = hdop
+        _put(out, "altitude_m", _float(f[8], "altitude"))
+    _put(out, "satellites", _int(f[6], "satellites"))
+    _put(out, "hdop", _float(f[7], "hdop"))
     return out
 
 
@@ -189,12 +180,8 @@ def decode_rmc(s: Sentence) -> dict[str, Any]:
     _need(s, 9)
     f = s.fields
     out: dict[str, Any] = {}
-    t = _time(f[0])
-    if t is not None:
-        out["time"] = t
-    d = _date(f[8])
-    if d is not None:
-        out["date"] = d
+    _put(out, "time", _time(f[0]))
+    _put(out, "date", _date(f[8]))
     status = f[1]
     if status not in ("A", "V"):
         raise NmeaError(f"bad RMC status {status!r}")
@@ -204,13 +191,15 @@ def decode_rmc(s: Sentence) -> dict[str, Any]:
         if lat is not None and lon is not None:
             out["latitude_deg"] = lat
             out["longitude_deg"] = lon
-        speed = _float(f[6], "speed")
-        if speed is not None:
-            out["speed_kn"] = speed
-        course = _float(f[7], "course")
-        if course is not None:
-            out["course_deg"] = course
+        _put(out, "speed_kn", _float(f[6], "speed"))
+        _put(out, "course_deg", _float(f[7], "course"))
     return out
+
+
+def _put(out: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` only for fields the sentence actually carried (empty ones are None)."""
+    if value is not None:
+        out[key] = value
 
 
 DECODERS = {"GGA": decode_gga, "RMC": decode_rmc}

@@ -29,7 +29,7 @@ class ReaderContext:
     health: DeviceHealth
     on_health_change: Callable[[], None] = lambda: None
     simulate: bool = False
-    #: Shared resources (bus objects, locks, simulator handles), keyed by name.
+    #: Shared resources (the simulator world in simulate mode), keyed by name.
     resources: dict[str, Any] = field(default_factory=dict)
     #: Optional report-on-change filter: returns the values to publish, or None to skip.
     publish_filter: Callable[[dict[str, Any], float], dict[str, Any] | None] | None = None

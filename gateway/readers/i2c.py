@@ -204,14 +204,6 @@ class I2CReader(PolledReader):
     def alive(self) -> bool:
         return self.poller.alive and self.poller.has(self)
 
-    @property
-    def error(self) -> BaseException | None:  # type: ignore[override]
-        return self.poller.error
-
-    @error.setter
-    def error(self, value: BaseException | None) -> None:
-        pass  # set by the poller thread on its own object
-
     # The device.
     def open(self) -> None:
         bus = self.buses.get(self.cfg.bus)
