@@ -12,7 +12,6 @@ ride along in the same transactions, so an SD card sees few writes.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -40,11 +39,58 @@ class OutboxStats:
     last_commit_at: float = 0.0
 
 
-class _Ack:
-    __slots__ = ("ids",)
+class _Inbox:
+    """The bounded FIFO between readers and the spooler.
 
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
+    Many producers, one consumer that takes a whole batch at once. Unlike
+    `queue.Queue` it wakes a producer waiting for room once per batch taken, not
+    once per item, and the consumer only when the queue stops being empty: a
+    reader blocked on a full queue does not ping-pong with the spooler.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: deque[object] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: object, timeout: float | None = None) -> bool:
+        """Append `item`, waiting up to `timeout` (0: not at all) for room. False: full."""
+        with self._lock:
+            items = self._items
+            full = len(items) >= self.maxsize
+            if full and not (timeout and self._not_full.wait_for(
+                lambda: len(items) < self.maxsize, timeout
+            )):
+                return False
+            items.append(item)
+            if len(items) == 1:
+                self._not_empty.notify()
+            return True
+
+    def get(self, timeout: float | None = None) -> object | None:
+        """The oldest item, waiting up to `timeout` (None: forever); None if none came."""
+        with self._lock:
+            if not self._items and not self._not_empty.wait_for(lambda: bool(self._items),
+                                                                timeout):
+                return None
+            item = self._items.popleft()
+            self._not_full.notify_all()
+            return item
+
+    def take(self, limit: int) -> list[object]:
+        """Up to `limit` of the oldest items, without waiting."""
+        with self._lock:
+            items = self._items
+            n = min(limit, len(items))
+            out = [items.popleft() for _ in range(n)]
+            if n:
+                self._not_full.notify_all()
+            return out
 
 
 class _Flush:
@@ -55,6 +101,7 @@ class _Flush:
 
 
 _STOP = object()
+_ACKS_WAITING = object()  # wakes an idle spooler: acks arrived (they wait in _acks)
 
 
 def open_spool(
@@ -81,7 +128,8 @@ class Outbox:
         *,
         commit_interval: float = 0.01,
         commit_max_rows: int = 500,
-        queue_size: int = 100_000,
+        queue_size: int = 10_000,
+        put_timeout: float = 1.0,
         recent_size: int = 4096,
         ack_delay: float = 5.0,
     ) -> None:
@@ -90,7 +138,12 @@ class Outbox:
         self.commit_interval = commit_interval
         self.commit_max_rows = commit_max_rows
         self.ack_delay = ack_delay
-        self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self.put_timeout = put_timeout
+        self._inbox = _Inbox(queue_size)
+        # Acknowledged ids for the next commit. Not in the inbox: the publisher must
+        # never wait behind readings for room.
+        self._acks: list[int] = []
+        self._acks_lock = threading.Lock()
         self._seqs = spool.last_seqs()
         self._listeners: list[Callable[[], None]] = []
         self._urgent = threading.Event()  # ends a commit window early (flush, stop)
@@ -99,6 +152,9 @@ class Outbox:
         # Messages just committed, so the publisher need not read back what the spooler
         # wrote a moment ago. A hint only: on any gap take() reads the spool itself.
         self._recent: deque[Message] = deque(maxlen=recent_size)
+        # The last spool read found nothing past the cursor: until the spooler commits
+        # (and fills `_recent`) or the cursor is rewound, there is nothing to read back.
+        self._caught_up = False
         self._full_since: float | None = None
         self._burst_dropped = 0
         self.stats = OutboxStats()
@@ -118,9 +174,7 @@ class Outbox:
         if not self.alive:
             return False
         f = _Flush()
-        try:
-            self._q.put(f, timeout=timeout)
-        except queue.Full:
+        if not self._inbox.put(f, timeout):
             return False
         self._urgent.set()
         return f.done.wait(timeout)
@@ -128,11 +182,10 @@ class Outbox:
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop the spooler and close the spool."""
         if self._thread is not None and self._thread.is_alive():
-            try:
-                self._q.put(_STOP, timeout=timeout)
+            if self._inbox.put(_STOP, timeout):
                 self._urgent.set()
-            except queue.Full:
-                log.error("outbox queue stuck full at stop; %d readings lost", self._q.qsize())
+            else:
+                log.error("outbox queue stuck full at stop; %d readings lost", len(self._inbox))
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("outbox spooler did not stop within %.1f s", timeout)
@@ -145,18 +198,22 @@ class Outbox:
 
     # -- readers' side -------------------------------------------------------------
     def put(self, reading: Reading) -> bool:
-        """Queue a reading for the spool. Never blocks; False if the queue is full."""
-        try:
-            self._q.put_nowait(reading)
+        """Queue a reading for the spool; False if it had to be refused.
+
+        When the spooler falls behind (the queue is full), the reader waits up to
+        `put_timeout` for room: a stream reader then leaves its bytes in the kernel
+        (and a USB device waits on flow control), a poller skips the slots it missed.
+        Readings are refused, counted and logged only if the spool stays stuck.
+        """
+        if self._inbox.put(reading, self.put_timeout):
             return True
-        except queue.Full:
-            self.stats.overflowed += 1
-            if self.stats.overflowed == 1 or self.stats.overflowed % 1000 == 0:
-                log.error(
-                    "outbox queue full (spool not keeping up): %d readings refused so far",
-                    self.stats.overflowed,
-                )
-            return False
+        self.stats.overflowed += 1
+        if self.stats.overflowed == 1 or self.stats.overflowed % 1000 == 0:
+            log.error(
+                "outbox queue full for %.1f s (spool stuck?): %d readings refused so far",
+                self.put_timeout, self.stats.overflowed,
+            )
+        return False
 
     # -- publisher's side -------------------------------------------------------------
     def take(self, limit: int) -> list[Message]:
@@ -174,26 +231,38 @@ class Outbox:
                     break
                 msgs.append(m)
                 cursor = m.id
+        elif not recent and self._caught_up:
+            return []  # live and up to date: no query per publisher round
         else:
             msgs = self.spool.fetch(cursor, limit)
+            # Rows committed after this read are in `_recent` (the spooler extends it
+            # after each commit), so an empty `_recent` now means nothing is waiting.
+            self._caught_up = len(msgs) < limit
         if msgs:
             self._cursor = msgs[-1].id
         return msgs
 
     def rewind(self) -> None:
         """Start taking again from the oldest unacknowledged message."""
+        self._caught_up = False
         self._cursor = 0
         self._recent.clear()
 
     def ack(self, ids: Iterable[int]) -> None:
         """These messages reached the broker: delete them (in the next commit)."""
         batch = list(ids)
-        if batch:
-            self._q.put(_Ack(batch))
+        if not batch:
+            return
+        with self._acks_lock:
+            first = not self._acks
+            self._acks.extend(batch)
+        if first:
+            # A full inbox means a busy spooler: the acks ride with its next commit.
+            self._inbox.put(_ACKS_WAITING, 0)
 
     def depth(self) -> int:
         """Readings accepted and not yet acknowledged, plus those still queued."""
-        return self.spool.count() + self._q.qsize()
+        return self.spool.count() + len(self._inbox)
 
     # -- the spooler thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -205,47 +274,34 @@ class Outbox:
             raise
 
     def _loop(self) -> None:
-        q = self._q
+        inbox = self._inbox
         while True:
-            item = q.get()
-            batch = [item]
-            if isinstance(item, _Ack):
+            item = inbox.get()
+            if item is _ACKS_WAITING:
                 # Acks alone need no commit of their own: they ride along with the next
                 # readings (10 sensors at 1 Hz: one transaction a second, not two).
                 until = time.monotonic() + self.ack_delay
-                while isinstance(item, _Ack):
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        item = q.get(timeout=left)
-                    except queue.Empty:
-                        break
-                    batch.append(item)
-            n_new = 1 if isinstance(item, Reading) else 0
+                while item is _ACKS_WAITING:
+                    item = inbox.get(max(0.0, until - time.monotonic()))
+            batch = [] if item is None or item is _ACKS_WAITING else [item]
             stop = item is _STOP
-            if isinstance(item, Reading | _Ack):
+            if isinstance(item, Reading) and len(inbox) < self.commit_max_rows:
                 # Let the commit window fill without waking per reading; a flush or a
-                # stop cuts it short.
+                # stop cuts it short. A backlog is committed at once.
                 self._urgent.wait(self.commit_interval)
             self._urgent.clear()
-            while not stop and n_new < self.commit_max_rows:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-                if isinstance(item, Reading):
-                    n_new += 1
-                elif item is _STOP:
-                    stop = True
-            self._commit(batch)
+            if not stop:
+                more = inbox.take(self.commit_max_rows - len(batch))
+                batch.extend(more)
+                stop = any(m is _STOP for m in more)
+            with self._acks_lock:
+                acked, self._acks = self._acks, []
+            self._commit(batch, acked)
             if stop:
                 return
 
-    def _commit(self, batch: list[object]) -> None:
+    def _commit(self, batch: list[object], acked: list[int]) -> None:
         readings = [b for b in batch if isinstance(b, Reading)]
-        acked = [i for b in batch if isinstance(b, _Ack) for i in b.ids]
         flushes = [b for b in batch if isinstance(b, _Flush)]
         rows: list[NewRow] = []
         seqs = self._seqs
@@ -289,6 +345,7 @@ class Outbox:
         self.stats.accepted += len(result.stored)
         self.stats.delivered += len(acked)
         if result.dropped:
+            self._caught_up = False
             self._recent.clear()  # it may hold rows the policy just dropped
             self._note_full(result.dropped, rejected=False)
         elif rows and self._full_since is not None and self.spool.count() < _low_water(

@@ -94,6 +94,48 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# Rows go in as multi-row INSERTs: the sqlite3 module releases the GIL for every
+# statement step, so one step per row lets every other thread cut in per row. Batches
+# are cut into a few fixed sizes so each statement text is prepared once and cached.
+_CHUNK_SIZES = (256, 64, 16, 4, 1)
+_DELETE_CHUNK = 500
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    """(start, size) pieces of n rows, sizes from _CHUNK_SIZES, largest first."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for size in _CHUNK_SIZES:
+        while n - start >= size:
+            out.append((start, size))
+            start += size
+    return out
+
+
+_INSERT_SQL: dict[int, str] = {}
+_UPSERT_SQL: dict[int, str] = {}
+
+
+def _insert_sql(n: int) -> str:
+    sql = _INSERT_SQL.get(n)
+    if sql is None:
+        sql = _INSERT_SQL[n] = (
+            "INSERT INTO messages (device, topic, seq, payload) VALUES "
+            + ",".join(["(?, ?, ?, ?)"] * n)
+        )
+    return sql
+
+
+def _upsert_seq_sql(n: int) -> str:
+    sql = _UPSERT_SQL.get(n)
+    if sql is None:
+        sql = _UPSERT_SQL[n] = (
+            "INSERT INTO seqs (device, seq) VALUES " + ",".join(["(?, ?)"] * n)
+            + " ON CONFLICT(device) DO UPDATE SET seq = excluded.seq"
+        )
+    return sql
+
+
 class SqliteSpool(_Capacity):
     """The durable spool: a SQLite database in WAL mode."""
 
@@ -198,18 +240,18 @@ class SqliteSpool(_Capacity):
                 if over or self._bytes + new_bytes > self.max_bytes:
                     result.dropped = self._drop_oldest(over, new_bytes)
                 # One writer and AUTOINCREMENT: the new ids are consecutive.
-                db.executemany(
-                    "INSERT INTO messages (device, topic, seq, payload) VALUES (?, ?, ?, ?)",
-                    [(r.device, r.topic, r.seq, r.payload) for r in rows],
-                )
+                cur = db.cursor()
+                for start, size in _chunks(len(rows)):
+                    cur.execute(_insert_sql(size), [
+                        v for r in rows[start:start + size]
+                        for v in (r.device, r.topic, r.seq, r.payload)
+                    ])
                 last: dict[str, int] = {}
                 for r in rows:
                     last[r.device] = r.seq
-                db.executemany(
-                    "INSERT INTO seqs (device, seq) VALUES (?, ?)"
-                    " ON CONFLICT(device) DO UPDATE SET seq = excluded.seq",
-                    list(last.items()),
-                )
+                for start, size in _chunks(len(last)):
+                    items = list(last.items())[start:start + size]
+                    cur.execute(_upsert_seq_sql(size), [v for item in items for v in item])
                 top = db.execute("SELECT MAX(id) FROM messages").fetchone()[0]
                 first = top - len(rows) + 1
                 result.stored = [
@@ -225,15 +267,19 @@ class SqliteSpool(_Capacity):
         return result
 
     def _delete(self, ids: list[int]) -> tuple[int, int]:
+        # Counted first, then deleted: two statements per chunk, where RETURNING would
+        # step (and hand the GIL to another thread) once per row.
         removed = removed_bytes = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            chunk = ids[start:start + _DELETE_CHUNK]
             marks = ",".join("?" * len(chunk))
-            got = self._db.execute(
-                f"DELETE FROM messages WHERE id IN ({marks}) RETURNING LENGTH(payload)", chunk
-            ).fetchall()
-            removed += len(got)
-            removed_bytes += sum(g[0] for g in got)
+            n, nbytes = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
+                f" WHERE id IN ({marks})", chunk,
+            ).fetchone()
+            self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            removed += int(n)
+            removed_bytes += int(nbytes)
         return removed, removed_bytes
 
     def _drop_oldest(self, over: int, new_bytes: int) -> int:
