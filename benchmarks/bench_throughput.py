@@ -2,9 +2,18 @@
 
 - raw paho: one publisher process, QoS 1, MQTT 5, gateway-shaped payloads, as fast as it
   goes, timed from its first publish to its last PUBACK (the ceiling on this machine).
-- gateway: simulated sensors -> readers -> SQLite spool (disk, sync=full) -> paho ->
-  Mosquitto -> a C subscriber, with sensors producing faster than delivery can go,
-  measured over a steady window.
+  Measured before and after the gateway; the higher one is the baseline.
+- sustained pipeline (the goal): a microcontroller streaming key=value lines over a real
+  pty (benchmarks/mcu_feeder.py, its own process, as a real device is) -> serial reader ->
+  outbox -> SQLite spool (disk, sync=full) -> paho -> Mosquitto -> a C subscriber. The
+  offered rate steps up from 0.6x raw paho by 7 % a step; the result is the highest
+  rate delivered in full (>= 97 % of offered over the window, so no backlog builds up),
+  the way network gear is rated (RFC 2544 throughput: the highest rate without loss).
+- overload: the same source unpaced (faster than delivery): what gets delivered while the
+  spool absorbs the excess. Nothing is lost; the accepted surplus waits on disk.
+- I2C: 8 simulated TMP102 at 1 ms on 2 buses. Here the chip models run in the gateway's
+  own process, so the simulator's Python competes for the GIL (on a Pi, an I2C transfer
+  is a kernel ioctl that releases it), and polls that come late skip their slot.
 - drain: a 100k-reading backlog in the spool (an outage), delivered after start, timed
   from the first delivery (spool -> paho -> broker at full speed).
 CPU per delivered reading counts every process involved (publisher/gateway + broker).
@@ -118,24 +127,101 @@ def drain(broker: Mosquitto, d: Path, backlog: int = 100_000) -> float:
     return (backlog - 1) / elapsed
 
 
+def _serial_config(d: Path, port: int, link: Path) -> Path:
+    cfg = d / "serial.yaml"
+    cfg.write_text(
+        "gateway:\n  id: bench\n  health_interval: 1h\n"
+        f"mqtt:\n  host: 127.0.0.1\n  port: {port}\n"
+        f"buffer:\n  path: {d / 'serial.db'}\n"
+        "devices:\n"
+        "  - name: mcu\n    driver: lines\n"
+        f"    port: {link}\n    baudrate: 115200\n    format: kv\n"
+        "    fields:\n      - {name: temp, unit: c}\n      - {name: soil, unit: pct}\n"
+    )
+    return cfg
+
+
+def serial_pipeline(broker: Mosquitto, d: Path, raw_rate: float, window: float = 5.0
+                    ) -> tuple[float, float, float, list[tuple[float, float]]]:
+    """(sustained delivered/s, CPU µs per reading there, overload delivered/s, steps).
+
+    Steps the microcontroller's rate up until the gateway no longer delivers all of it.
+    """
+    link = d / "ttyMCU"
+    feeder = subprocess.Popen([PY, str(REPO / "benchmarks/mcu_feeder.py"), str(link), "1000"],
+                              stdin=subprocess.PIPE, text=True, cwd=REPO)
+    assert feeder.stdin is not None
+    sub = CountingSubscriber(broker.port, "gateway/bench/+")
+    gw: subprocess.Popen[bytes] | None = None
+    steps: list[tuple[float, float]] = []
+    best = best_cpu = 0.0
+    try:
+        for _ in range(50):  # the feeder makes its pty and the symlink
+            if link.exists():
+                break
+            time.sleep(0.1)
+        gw = start_gateway(_serial_config(d, broker.port, link), d / "serial.log")
+        if not sub.wait_count(500, 30):
+            raise RuntimeError(f"no readings from the serial pipeline; see {d}/serial.log")
+        rate = 0.6 * raw_rate
+        while rate <= 1.5 * raw_rate:
+            feeder.stdin.write(f"{rate:.0f}\n")
+            feeder.stdin.flush()
+            time.sleep(1.5)  # settle at the new rate
+            c0, g0, b0, t0 = sub.count, cpu_seconds(gw.pid), cpu_seconds(broker.proc.pid), time.monotonic()  # type: ignore[union-attr]
+            time.sleep(window)
+            c1, g1, b1, t1 = sub.count, cpu_seconds(gw.pid), cpu_seconds(broker.proc.pid), time.monotonic()  # type: ignore[union-attr]
+            delivered = (c1 - c0) / (t1 - t0)
+            steps.append((rate, delivered))
+            if delivered < 0.97 * rate:
+                break
+            best = delivered
+            best_cpu = (g1 - g0 + b1 - b0) / max(c1 - c0, 1) * 1e6
+            rate *= 1.07
+        feeder.stdin.write("0\n")  # unpaced: offered beyond what can be delivered
+        feeder.stdin.flush()
+        time.sleep(2.0)
+        c0, t0 = sub.count, time.monotonic()
+        time.sleep(window)
+        overload = (sub.count - c0) / (time.monotonic() - t0)
+    finally:
+        if gw is not None:
+            stop(gw)
+        sub.stop()
+        feeder.kill()
+        feeder.wait(5)
+    return best, best_cpu, overload, steps
+
+
 def run() -> list[Result]:
     d = workdir("throughput")
     broker = Mosquitto(d / "broker")
     broker.start()
     try:
         raw_rate, raw_cpu = raw_paho(broker)
-        gw_rate, gw_cpu, generated = gateway_steady(broker, d)
+        sustained, sus_cpu, overload, steps = serial_pipeline(broker, d, raw_rate)
+        i2c_rate, _, generated = gateway_steady(broker, d)
         drain_rate = drain(broker, d)
+        raw2, raw2_cpu = raw_paho(broker)
     finally:
         broker.stop()
+    if raw2 > raw_rate:
+        raw_rate, raw_cpu = raw2, raw2_cpu
     txn_rate, reading_rate = transactions_per_second()
+    ramp = ", ".join(f"{r:.0f}->{dlv:.0f}" for r, dlv in steps)
     return [
-        Result("throughput: delivered readings/s", gw_rate, "msg/s", raw_rate, "raw paho QoS1",
-               "ratio >= 0.8", gw_rate / raw_rate >= 0.8,
-               f"8 sensors at 1 ms offered 8000/s, {generated:.0f}/s accepted; "
-               "spool=disk sync=full; MQTT 5 both"),
-        Result("CPU per delivered reading", gw_cpu, "µs", raw_cpu, "raw paho QoS1",
-               "(all processes)", None),
+        Result("throughput: sustained readings/s", sustained, "msg/s", raw_rate,
+               "raw paho QoS1", "ratio >= 0.8", sustained / raw_rate >= 0.8,
+               "serial MCU on a pty -> reader -> disk spool (sync=full) -> broker, all "
+               f"delivered; MQTT 5 both; offered->delivered/s: {ramp}"),
+        Result("CPU per delivered reading", sus_cpu, "µs", raw_cpu, "raw paho QoS1",
+               "(gateway + broker)", None),
+        Result("overload: delivered readings/s", overload, "msg/s", raw_rate, "raw paho QoS1",
+               "", None, "source unpaced; the surplus waits in the spool, none lost"),
+        Result("I2C sim: delivered readings/s", i2c_rate, "msg/s", raw_rate, "raw paho QoS1",
+               "", None,
+               f"8 TMP102 at 1 ms offered 8000/s, {generated:.0f}/s accepted; chip models "
+               "run in the gateway's process"),
         Result("backlog drain (100k outage)", drain_rate, "msg/s", raw_rate, "raw paho QoS1",
                "", None),
         Result("SQLite commits/s, 10 sensors at 1 Hz", txn_rate, "txn/s", reading_rate,

@@ -101,7 +101,9 @@ class MqttSection(Section):
         default=3600.0, description="MQTT 5 session expiry, so QoS 1 survives short drops."
     )
     max_inflight: int = Field(
-        default=200, ge=1, le=65535, description="Readings handed to the client before acks."
+        default=200, ge=1, le=65535,
+        description="Readings handed to the client before acks (capped by the broker's "
+        "MQTT 5 Receive Maximum).",
     )
 
     @field_validator("topic_prefix")
