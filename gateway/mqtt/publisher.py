@@ -87,7 +87,7 @@ class _BufferedClient(mqtt.Client):
     """paho's client on a `BufferedSocket`: one recv per 64 KiB and one send per round.
 
     `_create_socket` is the seam paho itself uses to put its websocket wrapper
-    around the connection; tests/test_publisher_buffering.py fails if it moves.
+    around the connection; tests/test_receive_maximum.py fails if it moves.
     """
 
     def _create_socket(self) -> Any:
@@ -323,9 +323,12 @@ class Publisher:
                 self._publish_health()
                 next_health = now + health_every
             backlog = True  # unknown while we cannot take
-            # Refill only once half the window is free, so each take is a real batch.
+            # Refill as soon as a slot is free. Under load one round handles many PUBACKs,
+            # so takes are batches anyway; waiting for half a small window (a broker's
+            # Receive Maximum of 5) stalled on the broker's Nagle + our delayed ACK, ~40 ms
+            # a round, because a PUBLISH of ours is what carries the ACK it waits for.
             busy = len(self._inflight) + len(self._control_inflight)
-            if self.connected and busy <= self.window // 2:
+            if self.connected and busy < self.window:
                 msgs = self.outbox.take(self.window - busy)
                 for msg in msgs:
                     self._send(msg.id, msg.topic, msg.payload)
@@ -346,7 +349,7 @@ class Publisher:
                     )
                     break
             busy = len(self._inflight) + len(self._control_inflight)
-            if backlog and self.connected and busy <= self.window // 2:
+            if backlog and self.connected and busy < self.window:
                 continue  # more to send right away
             # Sleep until the broker says something, someone wakes us, or a timer is due.
             deadlines = [next_health] if self.connected else []

@@ -59,11 +59,12 @@ class _Inbox:
         return len(self._items)
 
     def put(self, item: object, timeout: float | None = None) -> bool:
-        """Append `item`, waiting up to `timeout` (0: not at all) for room. False: full."""
+        """Append `item`, waiting up to `timeout` (0: not at all, None: as long as it takes)
+        for room. False: still full."""
         with self._lock:
             items = self._items
             full = len(items) >= self.maxsize
-            if full and not (timeout and self._not_full.wait_for(
+            if full and not (timeout != 0 and self._not_full.wait_for(
                 lambda: len(items) < self.maxsize, timeout
             )):
                 return False

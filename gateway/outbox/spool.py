@@ -8,6 +8,7 @@ publisher) through separate connections, which WAL lets run side by side.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -307,11 +308,18 @@ class SqliteSpool(_Capacity):
         return dropped
 
     def fetch(self, after_id: int, limit: int) -> list[Message]:
-        rows = self._reader().execute(
-            "SELECT id, topic, payload, device, seq FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+        # One result row for the whole batch: the sqlite3 module releases the GIL on
+        # every row it steps to, and a publisher that is behind (a backlog) would queue
+        # for the GIL behind the readers once per row. Payloads travel as hex (any bytes).
+        (packed,) = self._reader().execute(
+            "SELECT json_group_array(json_array(id, topic, hex(payload), device, seq))"
+            " FROM (SELECT * FROM messages WHERE id > ? ORDER BY id LIMIT ?)",
             (after_id, limit),
-        ).fetchall()
-        return [Message(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+        ).fetchone()
+        rows = json.loads(packed)
+        rows.sort(key=lambda r: r[0])  # already in order in practice; SQL does not promise it
+        fromhex = bytes.fromhex
+        return [Message(r[0], r[1], fromhex(r[2]), r[3], r[4]) for r in rows]
 
     def count(self) -> int:
         return int(self._count)
