@@ -162,9 +162,9 @@ class Publisher:
         client.suppress_exceptions = True
         client.enable_logger(logging.getLogger("gateway.mqtt.paho"))
         client.max_queued_messages_set(0)
-        # Our window is the limit (0 = none inside paho, unless the broker sets a Receive
-        # Maximum: see _connected). With a limit, paho walks all its outgoing messages on
-        # every PUBACK (`_update_inflight`): 16 % of the publisher's time at 200 in flight.
+        # Our window is the limit (0 = none inside paho; see `window`). With a limit, paho
+        # walks all its outgoing messages on every PUBACK (`_update_inflight`): 16 % of
+        # the publisher's time at 200 in flight.
         client.max_inflight_messages_set(0)
         client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         if m.username is not None:
@@ -453,6 +453,9 @@ class Publisher:
             return
         self._last_refusal = None
         self._backoff = self.cfg.mqtt.reconnect_min
+        # paho resends what was in flight; a control mid it never acknowledges must not
+        # shrink the window for good, so the count starts over with each connection.
+        self._control_inflight.clear()
         receive_max = getattr(properties, "ReceiveMaximum", None)
         window = min(self.max_inflight, int(receive_max)) if receive_max else self.max_inflight
         if window != self.window:
