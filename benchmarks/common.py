@@ -104,14 +104,8 @@ class CountingSubscriber:
                 self._cond.notify_all()
 
     def wait_count(self, n: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self.count < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+            return self._cond.wait_for(lambda: self.count >= n, timeout)
 
     def stop(self) -> None:
         self.proc.terminate()

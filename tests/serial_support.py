@@ -30,14 +30,8 @@ class Collector:
             return [r.values for r in self.readings]
 
     def wait_for(self, pred: Callable[[list[Reading]], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while not pred(self.readings):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
+            return self._cond.wait_for(lambda: pred(self.readings), timeout)
 
     def count(self) -> int:
         with self._cond:

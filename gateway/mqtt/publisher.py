@@ -327,9 +327,9 @@ class Publisher:
             # so takes are batches anyway; waiting for half a small window (a broker's
             # Receive Maximum of 5) stalled on the broker's Nagle + our delayed ACK, ~40 ms
             # a round, because a PUBLISH of ours is what carries the ACK it waits for.
-            busy = len(self._inflight) + len(self._control_inflight)
-            if self.connected and busy < self.window:
-                msgs = self.outbox.take(self.window - busy)
+            room = self._room()
+            if self.connected and room > 0:
+                msgs = self.outbox.take(room)
                 for msg in msgs:
                     self._send(msg.id, msg.topic, msg.payload)
                 backlog = bool(msgs)
@@ -348,8 +348,7 @@ class Publisher:
                         len(self._inflight) + self.outbox.spool.count(),
                     )
                     break
-            busy = len(self._inflight) + len(self._control_inflight)
-            if backlog and self.connected and busy < self.window:
+            if backlog and self.connected and self._room() > 0:
                 continue  # more to send right away
             # Sleep until the broker says something, someone wakes us, or a timer is due.
             deadlines = [next_health] if self.connected else []
@@ -362,6 +361,10 @@ class Publisher:
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             self._wait(sock, timeout)
         self._go_offline()
+
+    def _room(self) -> int:
+        """Free slots in the in-flight window (readings and control messages share it)."""
+        return self.window - len(self._inflight) - len(self._control_inflight)
 
     def _wait(self, sock: Any, timeout: float | None) -> None:
         """Block in select() on the broker socket and the wake pipe; then do the I/O."""

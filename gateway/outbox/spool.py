@@ -247,12 +247,10 @@ class SqliteSpool(_Capacity):
                         v for r in rows[start:start + size]
                         for v in (r.device, r.topic, r.seq, r.payload)
                     ])
-                last: dict[str, int] = {}
-                for r in rows:
-                    last[r.device] = r.seq
+                last = list({r.device: r.seq for r in rows}.items())  # each device's newest
                 for start, size in _chunks(len(last)):
-                    items = list(last.items())[start:start + size]
-                    cur.execute(_upsert_seq_sql(size), [v for item in items for v in item])
+                    cur.execute(_upsert_seq_sql(size),
+                                [v for item in last[start:start + size] for v in item])
                 top = db.execute("SELECT MAX(id) FROM messages").fetchone()[0]
                 first = top - len(rows) + 1
                 result.stored = [
