@@ -109,7 +109,11 @@ class CountingSubscriber:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(5)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # still writing a burst to a full pipe
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def gateway_config(path: Path, port: int, devices: list[dict[str, Any]], *,

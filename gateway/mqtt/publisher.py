@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.model import Config
 from gateway.health import Health
@@ -83,15 +84,44 @@ def read_password(cfg: Config) -> str | None:
     return None
 
 
+# Shared by every fast-path PUBACK: our on_publish only reads them (see below).
+_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
 class _BufferedClient(mqtt.Client):
     """paho's client on a `BufferedSocket`: one recv per 64 KiB and one send per round.
 
     `_create_socket` is the seam paho itself uses to put its websocket wrapper
-    around the connection; tests/test_receive_maximum.py fails if it moves.
+    around the connection, and `_handle_pubackcomp` the one it dispatches PUBACKs
+    to; tests/test_receive_maximum.py and tests/test_paho_seams.py fail if either moves.
     """
+
+    fast_pubacks = 0  # PUBACKs that took the fast path (for the seam test)
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
+
+    def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
+        """PUBACK fast path: a plain success acknowledgement skips paho's decoding.
+
+        paho decodes every PUBACK into a fresh ReasonCode, Properties and named tuple
+        (a quarter of the publisher's time under load). A PUBACK of exactly two bytes
+        is a packet id and nothing else: Success with no properties in MQTT 5
+        (§3.4.2.1, the reason code may be omitted when it is 0x00 and there are no
+        properties; Mosquitto omits it) and the only form in 3.1.1 (§3.4.2). That
+        needs no decoding. Anything else (a failure reason, properties, PUBCOMP) takes
+        paho's own path.
+        """
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        self.fast_pubacks += 1
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class Publisher:
@@ -115,7 +145,7 @@ class Publisher:
         # so (MQTT 5 Receive Maximum, §3.2.2.3.3; Mosquitto sends its
         # max_inflight_messages). paho does not enforce it, so we do.
         self.window = self.max_inflight
-        self._control_inflight: set[int] = set()  # status/discovery mids (QoS 1) in flight
+        self._control_inflight: dict[int, str] = {}  # status/discovery mid (QoS 1) -> topic
         # Work handed in by other threads (call_soon); everything else is this thread's.
         self._calls: queue.SimpleQueue[Callable[[Publisher], None]] = queue.SimpleQueue()
         # Wake-up pipe: select() waits on it next to the broker socket.
@@ -128,7 +158,7 @@ class Publisher:
         self._stop_deadline: float | None = None
         self._stop_attempted = False
         self._thread: threading.Thread | None = None
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox message id
+        self._inflight: dict[int, tuple[int, str]] = {}  # paho mid -> (outbox id, topic)
         self._acked: list[int] = []
         self._facts: list[tuple[str, Any]] = []  # what paho's callbacks reported this round
         self.connected = False  # CONNACK accepted
@@ -139,6 +169,7 @@ class Publisher:
         self.error: BaseException | None = None
         self.heartbeat = time.monotonic()
         self.failed_acks = 0
+        self._refused_topics: set[str] = set()
         self.health_changed = False
         #: Called in this thread after each (re)connect, e.g. Home Assistant discovery.
         self.on_connected: list[Callable[[Publisher], None]] = []
@@ -150,7 +181,7 @@ class Publisher:
         health.on_change(self._health_changed)
 
     # -- setup ---------------------------------------------------------------------
-    def _make_client(self, password: str | None) -> mqtt.Client:
+    def _make_client(self, password: str | None) -> _BufferedClient:
         m = self.cfg.mqtt
         v5 = m.protocol == "5"
         client = _BufferedClient(
@@ -187,6 +218,10 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        # paho's hook for an external event loop (which this thread is): with it set,
+        # publish() only queues the packet, and `_wait` writes a whole round with one
+        # loop_write() instead of one per publish.
+        client.on_socket_register_write = _write_next_round
         return client
 
     # -- paho callbacks: they run in this thread, inside loop_read/loop_write ---------
@@ -202,15 +237,23 @@ class Publisher:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
-        msg_id = self._inflight.pop(mid, None)
-        if msg_id is None:
-            self._control_inflight.discard(mid)
-            return  # status/health/discovery, or a duplicate after a reconnect
+        sent_reading = self._inflight.pop(mid, None)
+        if sent_reading is None:  # status/health/discovery, or a duplicate after a reconnect
+            control_topic = self._control_inflight.pop(mid, None)
+            if control_topic is not None and getattr(reason_code, "is_failure", False):
+                log.warning("broker refused the message on %s (%s); check its access rules",
+                            control_topic, reason_code)
+            return
+        msg_id, topic = sent_reading
         sent = self._sent_payloads.pop(mid, None)
         if reason_code is not None and getattr(reason_code, "is_failure", False):
             self.failed_acks += 1
-            log.error("broker refused a reading (%s); it stays in the spool and is retried "
-                      "after the next restart", reason_code)
+            if topic not in self._refused_topics:  # once per topic, not once per reading
+                self._refused_topics.add(topic)
+                log.error("broker refused a reading on %s (%s); it stays in the spool and is "
+                          "retried after the next restart; check the broker's access rules "
+                          "(further refusals are counted in health: spool.refused_by_broker)",
+                          topic, reason_code)
             return
         self._acked.append(msg_id)
         if sent is not None and self.on_acked is not None:
@@ -277,7 +320,7 @@ class Publisher:
         """For hooks running in this thread (status, health, discovery)."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if qos > 0:
-            self._control_inflight.add(info.mid)  # counts against the broker's window
+            self._control_inflight[info.mid] = topic  # counts against the broker's window
         return info
 
     # -- the thread -------------------------------------------------------------------
@@ -368,7 +411,9 @@ class Publisher:
 
     def _wait(self, sock: Any, timeout: float | None) -> None:
         """Block in select() on the broker socket and the wake pipe; then do the I/O."""
-        self._flush(sock)
+        if sock is not None and self.client.want_write():
+            self.client.loop_write()  # this round's packets, into the BufferedSocket
+        self._flush(self.client.socket())
         rlist: list[Any] = [self._wake_r]
         wlist: list[Any] = []
         if sock is not None:
@@ -441,7 +486,7 @@ class Publisher:
             # QoS 0 is not kept by paho while disconnected: take it again later.
             self.outbox.rewind()
             return
-        self._inflight[info.mid] = msg_id
+        self._inflight[info.mid] = (msg_id, topic)
         if self.on_acked is not None:
             self._sent_payloads[info.mid] = payload
         if self.qos == 0 and info.is_published():
@@ -542,6 +587,10 @@ class Publisher:
             self._wait(self.client.socket(), deadline - time.monotonic())
         self.connected = False
         self.health.broker_connected = False
+
+
+def _write_next_round(client: Any, userdata: Any, sock: Any) -> None:
+    """paho has packets to write: `Publisher._wait` writes them once per round."""
 
 
 def _buffered_input(sock: Any) -> bool:

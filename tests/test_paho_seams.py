@@ -1,0 +1,128 @@
+"""The two places the publisher reaches into paho, against a real Mosquitto.
+
+- `_handle_pubackcomp`: a plain two-byte PUBACK (MQTT 5 Success without properties,
+  §3.4.2.1) skips paho's decoding; anything else, such as a refusal with reason code
+  0x87 Not authorized, takes paho's own path and must still reach the publisher as a
+  failure.
+- `on_socket_register_write`: publish() only queues; the publisher's loop writes.
+
+The broker's ACL lets this gateway write every topic but one device's, so one run
+shows both PUBACK forms side by side. Mosquitto 2.0 answers a denied QoS 1 PUBLISH
+from an MQTT 5 client with PUBACK 0x87 (and drops the message).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.daemon import Gateway
+from tests.support import Mosquitto, Subscriber
+
+GW_ID = "acl"
+PREFIX = f"gateway/{GW_ID}"
+
+
+def acl_broker(workdir: Path) -> Mosquitto:
+    acl = workdir / "acl"
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Anonymous clients (this gateway and the test's subscriber): read everything,
+    # write everything of this gateway except the device "denied".
+    acl.write_text(
+        "topic read #\n"
+        f"topic write {PREFIX}/status\n"
+        f"topic write {PREFIX}/health\n"
+        f"topic write {PREFIX}/allowed\n"
+        "topic write homeassistant/#\n"
+    )
+    acl.chmod(0o644)
+    return Mosquitto(workdir, extra_conf=f"acl_file {acl}\n")
+
+
+def write_config(path: Path, port: int, spool: Path) -> Path:
+    lines = [
+        "gateway:", f"  id: {GW_ID}", "  simulate: true", "  health_interval: 1h",
+        "mqtt:", "  host: 127.0.0.1", f"  port: {port}",
+        "buffer:", f"  path: {spool}",
+        "devices:",
+    ]
+    for i, name in enumerate(["allowed", "denied"]):
+        lines += [f"  - name: {name}", "    driver: tmp102", "    bus: 1",
+                  f"    address: {0x48 + i}", "    interval: 50ms"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+@contextmanager
+def running_gateway(cfg_path: Path) -> Iterator[Gateway]:
+    gw = Gateway(load_config(cfg_path))
+    runner = threading.Thread(target=gw.run, name="test-gateway", daemon=True)
+    runner.start()
+    try:
+        yield gw
+    finally:
+        gw.request_stop()
+        runner.join(30)
+        assert not runner.is_alive(), "the gateway did not stop"
+
+
+def spooled(spool: Path, device: str) -> list[int]:
+    db = sqlite3.connect(spool)
+    try:
+        return [int(r[0]) for r in db.execute(
+            "SELECT seq FROM messages WHERE device = ? ORDER BY id", (device,))]
+    finally:
+        db.close()
+
+
+def test_success_fast_path_and_refusal_slow_path(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    broker = acl_broker(tmp_path / "broker")
+    broker.start()
+    spool = tmp_path / "spool.db"
+    sub = Subscriber(broker.port, f"{PREFIX}/#").start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"), \
+                running_gateway(write_config(tmp_path / "gw.yaml", broker.port, spool)) as gw:
+            pub = gw.publisher
+            assert wait_until(lambda: pub.connected), gw.health.broker_error
+            assert sub.wait_for(lambda s: s.count(f"{PREFIX}/allowed") >= 30)
+            assert wait_until(lambda: pub.failed_acks >= 10)
+            client = pub.client
+            # Accepted readings came back as two-byte PUBACKs and took the fast path.
+            assert client.fast_pubacks >= 30
+            assert pub.connected and gw.health.reconnects == 0
+        refused = pub.failed_acks
+    finally:
+        sub.stop()
+        broker.stop()
+    allowed = [int(m.json()["seq"]) for m in sub.on(f"{PREFIX}/allowed")]
+    assert allowed == list(range(1, len(allowed) + 1))  # in order, no gaps
+    assert sub.on(f"{PREFIX}/denied") == []
+    # Every refusal reached the publisher as a failure (paho's decoding of 0x87), and
+    # none of those readings was acknowledged away: they wait in the spool.
+    kept = spooled(spool, "denied")
+    assert len(kept) >= refused >= 10
+    assert kept == list(range(1, len(kept) + 1))
+    assert spooled(spool, "allowed") == []  # all acknowledged and deleted
+    # Said once per topic, with the topic and the broker's reason; not once per reading.
+    lines = [r.getMessage() for r in caplog.records if "refused a reading" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert f"{PREFIX}/denied" in lines[0] and "Not authorized" in lines[0]
