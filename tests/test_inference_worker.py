@@ -284,3 +284,81 @@ def test_supervisor_can_be_started_again_after_stop(sink: Sink,
     n = sink.count("camera")
     sup.start()  # e.g. a reload restarting components
     assert sink.wait_count("camera", n + 2), sup.last_error
+
+
+class _Recorded:
+    """The real sim camera and the real model, noting which thread did what, and when."""
+
+    def __init__(self, model_path: Path) -> None:
+        from gateway.inference.camera import open_camera
+        from gateway.inference.model import Model
+
+        self.camera = open_camera("sim", seed=3)
+        self.model = Model(model_path)
+        self.reads: list[tuple[str, float]] = []  # (thread name, start)
+        self.infers: list[tuple[float, float]] = []  # (start, end)
+        self.skipped = 0
+
+    def read(self) -> Any:
+        self.reads.append((threading.current_thread().name, time.perf_counter()))
+        return self.camera.read()
+
+    def prepare(self, frame: Any) -> Any:
+        return self.model.prepare(frame)
+
+    def infer(self, tensor: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.model.infer(tensor)
+        finally:
+            self.infers.append((t0, time.perf_counter()))
+
+
+def run_loop(model_path: Path, fps: float, results: int) -> tuple[_Recorded, list[float], int]:
+    """Run the worker's frame loop in a thread over a real Pipe; stop after `results`."""
+    import multiprocessing
+
+    from gateway.inference.worker import WorkerSettings, _loop
+
+    rec = _Recorded(model_path)
+    parent, child = multiprocessing.Pipe()
+    code: list[int] = []
+    loop = threading.Thread(
+        target=lambda: code.append(_loop(child, WorkerSettings(model=str(model_path), fps=fps),
+                                         rec, rec)),
+        name="test-worker-loop")
+    loop.start()
+    stamps: list[float] = []
+    try:
+        while len(stamps) < results:
+            assert parent.poll(WAIT), "no result from the frame loop"
+            msg = parent.recv()
+            if msg[0] == "result":
+                stamps.append(msg[1])
+    finally:
+        parent.send("stop")
+        loop.join(WAIT)
+    assert not loop.is_alive()
+    rec.camera.close()
+    return rec, stamps, code[0]
+
+
+def test_busy_worker_captures_the_next_frame_while_the_model_runs() -> None:
+    # The benchmark load at 1000 fps: the model is the bottleneck, so each next frame is
+    # read (and prepared) in the capture thread while invoke() runs.
+    rec, stamps, code = run_loop(REPO / "models" / "bench_int8.tflite", 1000.0, 12)
+    assert code == 0
+    ahead = [t for name, t in rec.reads if name.startswith("inference-capture")]
+    assert len(ahead) >= 10, rec.reads
+    during = [t for t in ahead if any(a <= t <= b for a, b in rec.infers)]
+    assert len(during) >= len(ahead) - 1  # started while an inference was running
+    assert stamps == sorted(stamps)  # capture times only move forward
+
+
+def test_idle_worker_captures_on_its_slot() -> None:
+    # 20 fps with a ~0.1 ms model: nothing to overlap; a frame captured early would only
+    # be staler, so every frame is read on its slot by the loop's own thread.
+    rec, stamps, code = run_loop(INT8, 20.0, 6)
+    assert code == 0
+    assert {name for name, _ in rec.reads} == {"test-worker-loop"}
+    assert all(b - a >= 0.03 for a, b in zip(stamps, stamps[1:], strict=False))  # paced at ~50 ms

@@ -190,11 +190,20 @@ class Model:
 
     def run(self, frame: npt.NDArray[Any]) -> Result:
         """Infer on one frame (H x W x 3 RGB uint8; other layouts converted)."""
+        return self.infer(self.prepare(frame))
+
+    def prepare(self, frame: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The input tensor for one frame. Touches no interpreter state, so it may run
+        in another thread while `infer` runs (the worker captures ahead that way)."""
         # Map pixel values through the 256-entry table on the (small) camera frame, then
         # resize: one pass each, instead of float arithmetic on the model-sized tensor.
         src = crop(as_rgb(frame), self.roi)
-        tensor = resize(self._lut[src], self.height, self.width)
-        self.interpreter.set_tensor(self.input["index"], tensor[None])
+        tensor: npt.NDArray[Any] = resize(self._lut[src], self.height, self.width)[None]
+        return tensor
+
+    def infer(self, tensor: npt.NDArray[Any]) -> Result:
+        """Run the model on a tensor from `prepare` (invoke() releases the GIL)."""
+        self.interpreter.set_tensor(self.input["index"], tensor)
         t0 = time.perf_counter()
         self.interpreter.invoke()
         ms = round((time.perf_counter() - t0) * 1000.0, 2)

@@ -10,8 +10,10 @@ only small messages go back to the supervisor over a Pipe:
 
 The supervisor sends "stop" to end it. The loop paces itself on the monotonic
 clock at the target fps; when a frame takes longer than the frame period the
-missed slots are skipped and counted (frames are dropped, never queued). The
-wait between frames is a blocking `poll` on the pipe, so the process sleeps.
+missed slots are skipped and counted (frames are dropped, never queued), and
+the next frame is captured and prepared in a second thread while the model
+runs, so a busy worker infers back to back. The wait between frames is a
+blocking `poll` on the pipe, so the process sleeps.
 If the parent disappears the pipe breaks and the worker exits.
 """
 
@@ -94,6 +96,8 @@ def _run(conn: Connection, s: WorkerSettings) -> int:
 
 
 def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from gateway.inference.camera import CameraError
 
     period = 1.0 / s.fps
@@ -101,37 +105,57 @@ def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
     due = time.monotonic()
     last_sent = due
     missed = 0  # frame slots that passed while the model was busy
-    while True:
-        # Sleep until the next frame is due, answering to "stop" and beating meanwhile.
+    busy = 0.0  # how long the last invoke() took
+    ahead: Future[tuple[float, Any]] | None = None  # the next frame, captured meanwhile
+
+    def capture() -> tuple[float, Any]:
+        frame = camera.read()
+        return time.time(), model.prepare(frame)
+
+    # When the model is the bottleneck (the next slot is due before this inference
+    # ends), the next frame is read and prepared in this thread while invoke() runs:
+    # invoke() releases the GIL, so capture and preprocessing cost no inference time.
+    # A capture error comes back out of the Future; leaving the block stops the thread.
+    with ThreadPoolExecutor(1, thread_name_prefix="inference-capture") as capturer:
         while True:
+            if ahead is None:
+                # Sleep until the next frame is due, answering to "stop" and beating
+                # meanwhile.
+                while True:
+                    now = time.monotonic()
+                    wait = due - now
+                    if wait <= 0:
+                        if conn.poll(0) and conn.recv() == "stop":
+                            return 0
+                        break
+                    timeout = min(wait, max(0.0, last_sent + s.heartbeat_interval - now))
+                    if conn.poll(timeout):
+                        if conn.recv() == "stop":
+                            return 0
+                    elif time.monotonic() - last_sent >= s.heartbeat_interval:
+                        conn.send(("hb", dict(stats)))
+                        last_sent = time.monotonic()
+            elif conn.poll(0) and conn.recv() == "stop":
+                return 0
+            try:
+                ts, tensor = capture() if ahead is None else ahead.result()
+            except (CameraError, OSError, ValueError) as exc:
+                conn.send(("error", "camera", _describe(exc)))
+                return EXIT_CAMERA
+            ahead = None
+            if due + period <= time.monotonic() + busy:
+                ahead = capturer.submit(capture)
+            result = model.infer(tensor)
+            busy = result.inference_ms / 1000.0
+            stats["frames"] += 1
+            stats["dropped"] = missed + int(getattr(camera, "skipped", 0))
+            conn.send(("result", ts, result.inference_ms, result.values, dict(stats)))
+            last_sent = time.monotonic()
+            # Next slot on the fixed grid; slots that already passed are dropped, not
+            # queued (a frame captured ahead stands for the first slot still to come).
+            due += period
             now = time.monotonic()
-            wait = due - now
-            if wait <= 0:
-                if conn.poll(0) and conn.recv() == "stop":
-                    return 0
-                break
-            timeout = min(wait, max(0.0, last_sent + s.heartbeat_interval - now))
-            if conn.poll(timeout):
-                if conn.recv() == "stop":
-                    return 0
-            elif time.monotonic() - last_sent >= s.heartbeat_interval:
-                conn.send(("hb", dict(stats)))
-                last_sent = time.monotonic()
-        try:
-            frame = camera.read()
-        except (CameraError, OSError, ValueError) as exc:
-            conn.send(("error", "camera", _describe(exc)))
-            return EXIT_CAMERA
-        ts = time.time()
-        result = model.run(frame)
-        stats["frames"] += 1
-        stats["dropped"] = missed + int(getattr(camera, "skipped", 0))
-        conn.send(("result", ts, result.inference_ms, result.values, dict(stats)))
-        last_sent = time.monotonic()
-        # Next slot on the fixed grid; slots that already passed are dropped, not queued.
-        due += period
-        now = time.monotonic()
-        if now > due:
-            late = int((now - due) / period) + 1
-            missed += late
-            due += late * period
+            if now > due:
+                late = int((now - due) / period) + 1
+                missed += late
+                due += late * period
