@@ -11,14 +11,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+if TYPE_CHECKING:
+    from gateway.config.model import Config
+    from gateway.daemon import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -262,9 +266,42 @@ def running(gw: GatewayProcess) -> Iterator[GatewayProcess]:
         gw.kill()
 
 
+def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Poll `cond` (tests only) until it holds or `timeout` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+@contextmanager
+def running_gateway(cfg: Config) -> Iterator[Gateway]:
+    """An in-process Gateway on its own thread, stopped (and checked stopped) at exit."""
+    from gateway.daemon import Gateway
+
+    gw = Gateway(cfg)
+    runner = threading.Thread(target=gw.run, name="test-gateway", daemon=True)
+    runner.start()
+    try:
+        yield gw
+    finally:
+        gw.request_stop()
+        runner.join(30)
+        assert not runner.is_alive(), "the gateway did not stop"
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def tmp102_devices(names: list[str], interval: str) -> str:
+    """A `devices:` block of simulated TMP102s on bus 1 from 0x48 up (YAML text)."""
+    return "devices:\n" + "".join(
+        f"  - name: {name}\n    driver: tmp102\n    bus: 1\n    address: {0x48 + i}\n"
+        f"    interval: {interval}\n" for i, name in enumerate(names))
 
 
 def sim_header(gateway_id: str, port: int, tmp_path: Path, gateway_extra: str = "") -> str:

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from gateway.config import load_config
-from gateway.daemon import Gateway
-from tests.support import Mosquitto, Subscriber
+from tests.support import Mosquitto, Subscriber, running_gateway, sim_header, tmp102_devices, wait_until
 
 GW_ID = "acl"
 PREFIX = f"gateway/{GW_ID}"
@@ -47,40 +42,12 @@ def acl_broker(workdir: Path) -> Mosquitto:
     return Mosquitto(workdir, extra_conf=f"acl_file {acl}\n")
 
 
-def write_config(path: Path, port: int, spool: Path) -> Path:
-    lines = [
-        "gateway:", f"  id: {GW_ID}", "  simulate: true", "  health_interval: 1h",
-        "mqtt:", "  host: 127.0.0.1", f"  port: {port}",
-        "buffer:", f"  path: {spool}",
-        "devices:",
-    ]
-    for i, name in enumerate(["allowed", "denied"]):
-        lines += [f"  - name: {name}", "    driver: tmp102", "    bus: 1",
-                  f"    address: {0x48 + i}", "    interval: 50ms"]
-    path.write_text("\n".join(lines) + "\n")
+def write_config(tmp_path: Path, port: int) -> Path:
+    """Two simulated TMP102s, "allowed" and "denied"; the spool is tmp_path/spool.db."""
+    path = tmp_path / "gw.yaml"
+    path.write_text(sim_header(GW_ID, port, tmp_path, "  health_interval: 1h")
+                    + tmp102_devices(["allowed", "denied"], "50ms"))
     return path
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
-@contextmanager
-def running_gateway(cfg_path: Path) -> Iterator[Gateway]:
-    gw = Gateway(load_config(cfg_path))
-    runner = threading.Thread(target=gw.run, name="test-gateway", daemon=True)
-    runner.start()
-    try:
-        yield gw
-    finally:
-        gw.request_stop()
-        runner.join(30)
-        assert not runner.is_alive(), "the gateway did not stop"
 
 
 def spooled(spool: Path, device: str) -> list[int]:
@@ -97,10 +64,10 @@ def test_success_fast_path_and_refusal_slow_path(tmp_path: Path,
     broker = acl_broker(tmp_path / "broker")
     broker.start()
     spool = tmp_path / "spool.db"
+    cfg = load_config(write_config(tmp_path, broker.port))
     sub = Subscriber(broker.port, f"{PREFIX}/#").start()
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"), \
-                running_gateway(write_config(tmp_path / "gw.yaml", broker.port, spool)) as gw:
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"), running_gateway(cfg) as gw:
             pub = gw.publisher
             assert wait_until(lambda: pub.connected), gw.health.broker_error
             assert sub.wait_for(lambda s: s.count(f"{PREFIX}/allowed") >= 30)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from gateway.mqtt.buffered_socket import BufferedSocket
 from gateway.outbox import Outbox
 from gateway.outbox.spool import SqliteSpool
 from gateway.reading import Reading
-from tests.support import Mosquitto, Subscriber
+from tests.support import Mosquitto, Subscriber, running_gateway, sim_header, tmp102_devices, wait_until
 
 GW_ID = "rxmax"
 PREFIX = f"gateway/{GW_ID}"
@@ -31,17 +31,11 @@ BACKLOG = 200  # readings spooled before the gateway starts: a burst far above t
 LIVE = 5  # readings per simulated device to wait for
 
 
-def write_config(path: Path, port: int, spool: Path) -> Path:
-    lines = [
-        "gateway:", f"  id: {GW_ID}", "  simulate: true", "  health_interval: 1h",
-        "mqtt:", "  host: 127.0.0.1", f"  port: {port}",
-        "buffer:", f"  path: {spool}",
-        "devices:",
-    ]
-    for i, name in enumerate(DEVICES):
-        lines += [f"  - name: {name}", "    driver: tmp102", "    bus: 1",
-                  f"    address: {0x48 + i}", "    interval: 200ms"]
-    path.write_text("\n".join(lines) + "\n")
+def write_config(tmp_path: Path, port: int) -> Path:
+    """Three simulated TMP102s; the spool is tmp_path/spool.db."""
+    path = tmp_path / "gw.yaml"
+    path.write_text(sim_header(GW_ID, port, tmp_path, "  health_interval: 1h")
+                    + tmp102_devices(DEVICES, "200ms"))
     return path
 
 
@@ -56,15 +50,6 @@ def spool_backlog(cfg: Config) -> None:
         assert box.stats.accepted == BACKLOG
     finally:
         box.stop()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 @contextmanager
@@ -88,25 +73,12 @@ def busiest(gw: Gateway) -> Iterator[list[int]]:
         sampler.join(5)
 
 
-@contextmanager
-def running_gateway(cfg: Config) -> Iterator[Gateway]:
-    gw = Gateway(cfg)
-    runner = threading.Thread(target=gw.run, name="test-gateway", daemon=True)
-    runner.start()
-    try:
-        yield gw
-    finally:
-        gw.request_stop()
-        runner.join(30)
-        assert not runner.is_alive(), "the gateway did not stop"
-
-
 def seqs(sub: Subscriber, topic: str) -> list[int]:
     return [int(m.json()["seq"]) for m in sub.on(topic)]
 
 
 def check_delivery(tmp_path: Path, broker: Mosquitto, expected_window: int) -> None:
-    cfg = load_config(write_config(tmp_path / "gw.yaml", broker.port, tmp_path / "spool.db"))
+    cfg = load_config(write_config(tmp_path, broker.port))
     spool_backlog(cfg)
     sub = Subscriber(broker.port, f"{PREFIX}/#").start()
     try:
