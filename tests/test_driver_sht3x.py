@@ -11,22 +11,11 @@ from gateway.drivers import ConversionTimeout, CrcError, crc8_sensirion
 from gateway.drivers.sht3x import SHT3x
 from hardware_sim.chips.sht3x import SHT3xChip
 from hardware_sim.i2c import Faults, SimBus, SimChip, SimClock, crc8_0x31
+from tests.sensirion_support import crc_by_definition, words
 
 
 def no_sleep(_: float) -> None:
     pass
-
-
-def crc_by_definition(data: bytes) -> int:
-    """CRC-8 straight from §4.12 Table 19: poly x^8+x^5+x^4+1 (0x31), init 0xFF, no reflection."""
-    reg = 0xFF
-    for byte in data:
-        for bit in range(7, -1, -1):
-            top = ((reg >> 7) & 1) ^ ((byte >> bit) & 1)
-            reg = (reg << 1) & 0xFF
-            if top:
-                reg ^= 0x31
-    return reg
 
 
 class Scripted(SimChip):
@@ -46,12 +35,7 @@ class Scripted(SimChip):
         return self.reply[:n]
 
 
-def words(*ws: int) -> bytes:
-    out = b""
-    for w in ws:
-        pair = w.to_bytes(2, "big")
-        out += pair + bytes([crc_by_definition(pair)])
-    return out
+
 
 
 def test_crc_check_value_from_table_19() -> None:

@@ -8,23 +8,11 @@ from gateway.drivers import ConversionTimeout, CrcError
 from gateway.drivers.sht4x import SHT4x
 from hardware_sim.chips.sht4x import SHT4xChip
 from hardware_sim.i2c import Faults, SimBus, SimChip, SimClock
+from tests.sensirion_support import words
 
 
 def no_sleep(_: float) -> None:
     pass
-
-
-def crc(pair: bytes) -> int:
-    reg = 0xFF  # §4.4: poly 0x31, init 0xFF
-    for byte in pair:
-        for bit in range(7, -1, -1):
-            top = ((reg >> 7) & 1) ^ ((byte >> bit) & 1)
-            reg = ((reg << 1) & 0xFF) ^ (0x31 if top else 0)
-    return reg
-
-
-def words(*ws: int) -> bytes:
-    return b"".join(w.to_bytes(2, "big") + bytes([crc(w.to_bytes(2, "big"))]) for w in ws)
 
 
 class Scripted(SimChip):

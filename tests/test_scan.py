@@ -33,6 +33,7 @@ def test_simulate_lists_every_chip(capsys: pytest.CaptureFixture[str]) -> None:
     for chip in ("sht3x", "sht4x"):
         assert chip in lines["0x44"] and chip in lines["0x45"]
     assert "tmp102" in lines["0x48"] and "ads1115" in lines["0x49"]
+    assert "scd4x (by address)" in lines["0x62"]
 
 
 def test_id_register_decides_between_bme280_and_bmp280() -> None:
@@ -128,7 +129,7 @@ def test_real_bus_path_uses_smbus2(mocker: MockerFixture, capsys: pytest.Capture
     opener.assert_called_once_with(1)
     assert closed == [True]
     out = capsys.readouterr().out
-    assert out.startswith("bus 1 (/dev/i2c-1): 9 devices")
+    assert out.startswith(f"bus 1 (/dev/i2c-1): {len(SIM_LAYOUT)} devices")
 
 
 def test_command_is_registered_in_the_cli() -> None:

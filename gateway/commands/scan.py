@@ -26,7 +26,7 @@ READ_PROBE = (range(0x30, 0x38), range(0x50, 0x60))
 #: One of every simulated chip, at addresses that do not collide (`--simulate`).
 SIM_LAYOUT: dict[str, int] = {
     "bh1750": 0x23, "aht20": 0x38, "ina219": 0x40, "sht4x": 0x44, "sht3x": 0x45, "tmp102": 0x48,
-    "ads1115": 0x49, "bme280": 0x76, "bmp280": 0x77,
+    "ads1115": 0x49, "scd4x": 0x62, "bme280": 0x76, "bmp280": 0x77,
 }
 
 

@@ -27,6 +27,14 @@ class ConversionTimeout(DriverError):
     """The chip did not finish a conversion in the time its datasheet allows."""
 
 
+class NoNewData(Exception):
+    """The chip measures on its own schedule and has nothing new since the last read.
+
+    Not a fault: the reader skips this poll and asks again at the next slot, instead
+    of holding the bus while the chip finishes (the SCD4x measures every 5 s).
+    """
+
+
 def s16(value: int) -> int:
     """Two's complement of a 16-bit value."""
     return value - 0x10000 if value & 0x8000 else value

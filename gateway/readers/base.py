@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.drivers import NoNewData
 from gateway.health import DeviceHealth
 from gateway.reading import Reading
 
@@ -201,6 +202,9 @@ class PolledReader(Reader):
                 self.opened = True
             ts = time.time()
             values = self.poll()
+        except NoNewData as exc:
+            log.debug("%s: %s", self.name, exc)  # nothing this slot; the device is fine
+            due = self.next_slot(time.monotonic())
         except Exception as exc:
             ctx.failed(exc)
             if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(exc):
