@@ -28,6 +28,8 @@ ADDR = 0x62
 
 
 # The datasheet's read_measurement example (§3.5.2): 500 ppm, 25 °C, 37 %RH, each word + CRC.
+# Taken as quoted by an independent driver's tests (the page itself was not at hand); its
+# three CRC bytes check out against §3.11 above, and its values against the formula.
 DATASHEET_MEASUREMENT = bytes([0x01, 0xF4, 0x33, 0x66, 0x67, 0xA2, 0x5E, 0xB9, 0x3C])
 
 

@@ -15,8 +15,9 @@ MSB first; every reply word is MSB, LSB, CRC-8 (§3.11: poly 0x31, init 0xFF).
 Conversion, read_measurement §3.5.2:
     CO2 [ppm] = word[0];  T [°C] = -45 + 175 · word[1] / 2^16;  RH [%] = 100 · word[2] / 2^16
 (v1.3 divides by 2^16; Sensirion's newer generated drivers use 2^16 - 1, a difference
-below 0.003 °C and 0.002 %RH.) The example response there, 0x01F4 0x33, 0x6667 0xA2,
-0x5EB9 0x3C, is 500 ppm, 25 °C, 37 %RH.
+below 0.003 °C and 0.002 %RH; §3.5.2 itself was quoted, not read, when this was written.)
+The example response there, 0x01F4 0x33, 0x6667 0xA2, 0x5EB9 0x3C, is 500 ppm,
+25 °C, 37 %RH.
 
 The chip measures on its own schedule (periodic mode); `read()` takes the
 newest measurement, all three quantities from one read_measurement. If none is
