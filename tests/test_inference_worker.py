@@ -363,3 +363,32 @@ def test_idle_worker_captures_on_its_slot() -> None:
     assert code == 0
     assert {name for name, _ in rec.reads} == {"test-worker-loop"}
     assert all(b - a >= 0.03 for a, b in itertools.pairwise(stamps))  # paced at ~50 ms
+
+
+def test_slow_frame_rate_beats_between_frames() -> None:
+    # One frame per 4 s: between frames the worker sleeps in the pipe's poll and sends a
+    # heartbeat every heartbeat_interval, so the supervisor never takes it for hung.
+    import multiprocessing
+
+    from gateway.inference.worker import WorkerSettings, _loop
+
+    rec = _Recorded(INT8)
+    parent, child = multiprocessing.Pipe()
+    settings = WorkerSettings(model=str(INT8), fps=0.25, heartbeat_interval=0.2)
+    code: list[int] = []
+    loop = threading.Thread(target=lambda: code.append(_loop(child, settings, rec, rec)),
+                            name="test-worker-loop")
+    loop.start()
+    kinds: list[str] = []
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.3:
+            if parent.poll(0.1):
+                kinds.append(parent.recv()[0])
+    finally:
+        parent.send("stop")
+        loop.join(WAIT)
+    rec.camera.close()
+    assert not loop.is_alive() and code == [0]
+    assert kinds.count("result") == 1  # the first slot is now; the next is 4 s away
+    assert 4 <= kinds.count("hb") <= 8  # one per 0.2 s of the ~1.3 s waited

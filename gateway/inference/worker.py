@@ -119,22 +119,10 @@ def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
     with ThreadPoolExecutor(1, thread_name_prefix="inference-capture") as capturer:
         while True:
             if ahead is None:
-                # Sleep until the next frame is due, answering to "stop" and beating
-                # meanwhile.
-                while True:
-                    now = time.monotonic()
-                    wait = due - now
-                    if wait <= 0:
-                        if conn.poll(0) and conn.recv() == "stop":
-                            return 0
-                        break
-                    timeout = min(wait, max(0.0, last_sent + s.heartbeat_interval - now))
-                    if conn.poll(timeout):
-                        if conn.recv() == "stop":
-                            return 0
-                    elif time.monotonic() - last_sent >= s.heartbeat_interval:
-                        conn.send(("hb", dict(stats)))
-                        last_sent = time.monotonic()
+                sent = _sleep_until(due, conn, s, stats, last_sent)
+                if sent is None:
+                    return 0
+                last_sent = sent
             elif conn.poll(0) and conn.recv() == "stop":
                 return 0
             try:
@@ -159,3 +147,23 @@ def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
                 late = int((now - due) / period) + 1
                 missed += late
                 due += late * period
+
+
+def _sleep_until(due: float, conn: Connection, s: WorkerSettings, stats: dict[str, int],
+                 last_sent: float) -> float | None:
+    """Sleep until the frame slot `due`, answering to "stop" and beating meanwhile.
+
+    Returns when the worker last sent something, or None when told to stop.
+    """
+    while True:
+        now = time.monotonic()
+        wait = due - now
+        if wait <= 0:
+            return None if conn.poll(0) and conn.recv() == "stop" else last_sent
+        timeout = min(wait, max(0.0, last_sent + s.heartbeat_interval - now))
+        if conn.poll(timeout):
+            if conn.recv() == "stop":
+                return None
+        elif time.monotonic() - last_sent >= s.heartbeat_interval:
+            conn.send(("hb", dict(stats)))
+            last_sent = time.monotonic()
