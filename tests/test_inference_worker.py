@@ -315,39 +315,49 @@ class _Recorded:
             self.infers.append((t0, time.perf_counter()))
 
 
-def run_loop(model_path: Path, fps: float, results: int) -> tuple[_Recorded, list[float], int]:
-    """Run the worker's frame loop in a thread over a real Pipe; stop after `results`."""
+def run_loop(model_path: Path, fps: float, results: int = 0, seconds: float = 0.0,
+             heartbeat_interval: float = 1.0) -> tuple[_Recorded, list[tuple[Any, ...]], int]:
+    """Run the worker's frame loop in a thread over a real Pipe; stop it after `results`
+    results or `seconds`, whichever comes first. Returns every message it sent."""
     import multiprocessing
 
     from gateway.inference.worker import WorkerSettings, _loop
 
     rec = _Recorded(model_path)
     parent, child = multiprocessing.Pipe()
+    settings = WorkerSettings(model=str(model_path), fps=fps,
+                              heartbeat_interval=heartbeat_interval)
     code: list[int] = []
-    loop = threading.Thread(
-        target=lambda: code.append(_loop(child, WorkerSettings(model=str(model_path), fps=fps),
-                                         rec, rec)),
-        name="test-worker-loop")
+    loop = threading.Thread(target=lambda: code.append(_loop(child, settings, rec, rec)),
+                            name="test-worker-loop")
     loop.start()
-    stamps: list[float] = []
+    messages: list[tuple[Any, ...]] = []
+    end = time.monotonic() + (seconds or WAIT)
     try:
-        while len(stamps) < results:
-            assert parent.poll(WAIT), "no result from the frame loop"
-            msg = parent.recv()
-            if msg[0] == "result":
-                stamps.append(msg[1])
+        while sum(m[0] == "result" for m in messages) < (results or 10**9):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if parent.poll(min(left, 0.1)):
+                messages.append(parent.recv())
     finally:
         parent.send("stop")
         loop.join(WAIT)
     assert not loop.is_alive()
     rec.camera.close()
-    return rec, stamps, code[0]
+    return rec, messages, code[0]
+
+
+def result_stamps(messages: list[tuple[Any, ...]]) -> list[float]:
+    return [m[1] for m in messages if m[0] == "result"]
 
 
 def test_busy_worker_captures_the_next_frame_while_the_model_runs() -> None:
     # The benchmark load at 1000 fps: the model is the bottleneck, so each next frame is
     # read (and prepared) in the capture thread while invoke() runs.
-    rec, stamps, code = run_loop(REPO / "models" / "bench_int8.tflite", 1000.0, 12)
+    rec, messages, code = run_loop(REPO / "models" / "bench_int8.tflite", 1000.0, results=12)
+    stamps = result_stamps(messages)
+    assert len(stamps) == 12
     assert code == 0
     ahead = [t for name, t in rec.reads if name.startswith("inference-capture")]
     assert len(ahead) >= 10, rec.reads
@@ -359,7 +369,9 @@ def test_busy_worker_captures_the_next_frame_while_the_model_runs() -> None:
 def test_idle_worker_captures_on_its_slot() -> None:
     # 20 fps with a ~0.1 ms model: nothing to overlap; a frame captured early would only
     # be staler, so every frame is read on its slot by the loop's own thread.
-    rec, stamps, code = run_loop(INT8, 20.0, 6)
+    rec, messages, code = run_loop(INT8, 20.0, results=6)
+    stamps = result_stamps(messages)
+    assert len(stamps) == 6
     assert code == 0
     assert {name for name, _ in rec.reads} == {"test-worker-loop"}
     assert all(b - a >= 0.03 for a, b in itertools.pairwise(stamps))  # paced at ~50 ms
@@ -368,27 +380,8 @@ def test_idle_worker_captures_on_its_slot() -> None:
 def test_slow_frame_rate_beats_between_frames() -> None:
     # One frame per 4 s: between frames the worker sleeps in the pipe's poll and sends a
     # heartbeat every heartbeat_interval, so the supervisor never takes it for hung.
-    import multiprocessing
-
-    from gateway.inference.worker import WorkerSettings, _loop
-
-    rec = _Recorded(INT8)
-    parent, child = multiprocessing.Pipe()
-    settings = WorkerSettings(model=str(INT8), fps=0.25, heartbeat_interval=0.2)
-    code: list[int] = []
-    loop = threading.Thread(target=lambda: code.append(_loop(child, settings, rec, rec)),
-                            name="test-worker-loop")
-    loop.start()
-    kinds: list[str] = []
-    try:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < 1.3:
-            if parent.poll(0.1):
-                kinds.append(parent.recv()[0])
-    finally:
-        parent.send("stop")
-        loop.join(WAIT)
-    rec.camera.close()
-    assert not loop.is_alive() and code == [0]
+    _, messages, code = run_loop(INT8, 0.25, seconds=1.3, heartbeat_interval=0.2)
+    kinds = [m[0] for m in messages]
+    assert code == 0
     assert kinds.count("result") == 1  # the first slot is now; the next is 4 s away
     assert 4 <= kinds.count("hb") <= 8  # one per 0.2 s of the ~1.3 s waited

@@ -4,7 +4,9 @@
   §3.4.2.1) skips paho's decoding; anything else, such as a refusal with reason code
   0x87 Not authorized, takes paho's own path and must still reach the publisher as a
   failure.
-- `on_socket_register_write`: publish() only queues; the publisher's loop writes.
+- `on_socket_register_write`: publish() only queues; the publisher's loop writes. A
+  QoS 0 packet still queued when the connection drops is lost inside paho without an
+  on_publish, so the publisher must forget it and take the reading again.
 
 The broker's ACL lets this gateway write every topic but one device's, so one run
 shows both PUBACK forms side by side. Mosquitto 2.0 answers a denied QoS 1 PUBLISH
@@ -93,3 +95,40 @@ def test_success_fast_path_and_refusal_slow_path(tmp_path: Path,
     lines = [r.getMessage() for r in caplog.records if "refused a reading" in r.getMessage()]
     assert len(lines) == 1, lines
     assert f"{PREFIX}/denied" in lines[0] and "Not authorized" in lines[0]
+
+
+def test_qos0_readings_queued_when_the_connection_drops_are_taken_again(
+        tmp_path: Path, broker: Mosquitto) -> None:
+    # publish() only queues (the external-loop hook); a QoS 0 packet still queued when the
+    # connection drops is discarded by paho without an on_publish. The publisher must not
+    # keep counting it in flight (the window would shrink for good) and must send it again.
+    from gateway.health import Health
+    from gateway.mqtt.publisher import Publisher
+    from gateway.outbox import Outbox
+    from gateway.outbox.spool import SqliteSpool
+    from gateway.reading import Reading
+
+    path = write_config(tmp_path, broker.port)
+    path.write_text(path.read_text().replace("mqtt:\n", "mqtt:\n  qos: 0\n"))
+    cfg = load_config(path)
+    box = Outbox(SqliteSpool(cfg.buffer.path), cfg.topic_prefix, commit_interval=0.001)
+    box.start()
+    pub = Publisher(cfg, box, Health())  # its thread is not started: this test drives it
+    try:
+        for i in range(5):
+            assert box.put(Reading("allowed", {"v": i}, 1_700_000_000.0 + i))
+        assert box.flush(10)
+        pub.client.connect("127.0.0.1", broker.port)  # a socket, so publish() queues
+        sent = box.take(10)
+        assert len(sent) == 5
+        for m in sent:
+            pub._send(m.id, m.topic, m.payload)
+        assert len(pub._inflight) == 5 and pub.client.want_write()  # queued, not written
+        pub._on_disconnect(pub.client, None, None, "connection lost", None)
+        pub._handle_facts()
+        assert pub._inflight == {}
+        assert pub._room() == pub.window
+        assert [m.id for m in box.take(10)] == [m.id for m in sent]  # taken again
+    finally:
+        pub.client.disconnect()
+        box.stop()

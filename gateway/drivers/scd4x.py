@@ -50,8 +50,6 @@ MEASURE_SINGLE_SHOT = 0x219D  # §3.10.1, 5000 ms, SCD41 only
 #: Execution times in seconds (§3.4 Table 9): wait this long before the next transaction.
 READ_TIME_S = 0.001  # read_measurement, get_data_ready_status, get_serial_number
 STOP_TIME_S = 0.5  # stop_periodic_measurement
-REINIT_TIME_S = 0.020
-SINGLE_SHOT_TIME_S = 5.0
 
 DATA_READY_MASK = 0x07FF  # §3.8.2: the least significant 11 bits; 0 = no new data
 

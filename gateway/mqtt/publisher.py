@@ -486,11 +486,10 @@ class Publisher:
             # QoS 0 is not kept by paho while disconnected: take it again later.
             self.outbox.rewind()
             return
+        # QoS 0 is "acknowledged" by paho's on_publish once `_wait` has written it.
         self._inflight[info.mid] = (msg_id, topic)
         if self.on_acked is not None:
             self._sent_payloads[info.mid] = payload
-        if self.qos == 0 and info.is_published():
-            self._on_publish(None, None, info.mid, None, None)
 
     def _connected(self, reason_code: Any, properties: Any = None) -> None:
         if getattr(reason_code, "is_failure", False):
@@ -543,6 +542,12 @@ class Publisher:
         was = self.connected
         self.connected = False
         self.health.broker_connected = False
+        if self.qos == 0 and self._inflight:
+            # paho drops QoS 0 packets it had not written yet (and keeps no others), so
+            # these readings never went out: take them again after the reconnect.
+            self._inflight.clear()
+            self._sent_payloads.clear()
+            self.outbox.rewind()
         if was:
             self.health.broker_error = f"disconnected: {reason_code}"
             log.warning(
