@@ -31,6 +31,14 @@ broker:
 	else \
 		echo "mosquitto is needed for the tests: sudo apt-get install -y mosquitto" >&2; exit 1; \
 	fi
+	@# Headless Chromium + chromedriver for the status page's browser test (tests/test_status_page.py).
+	@if test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium and chromium-driver (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "chromium is needed for the tests: sudo apt-get install -y chromium chromium-driver" >&2; exit 1; \
+	fi
 	@# systemd-analyze checks the unit file (tests/test_systemd_unit.py); not PID 1 here.
 	@if test -x /usr/bin/systemd-analyze; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -25,6 +25,7 @@ from gateway.mqtt.publisher import Publisher, read_password
 from gateway.outbox import Outbox, open_spool
 from gateway.readers.base import Reader, ReaderContext
 from gateway.readers.i2c import I2CBuses, I2CReader
+from gateway.reading import Reading
 
 log = logging.getLogger("gateway")
 
@@ -41,6 +42,8 @@ class Gateway:
         self.outbox = Outbox(spool, cfg.topic_prefix, commit_interval=b.commit_interval,
                              commit_max_rows=b.commit_max_rows)
         self.publisher = Publisher(cfg, self.outbox, self.health, password=read_password(cfg))
+        #: Where readers hand their readings (the outbox; the status page taps it).
+        self.put: Callable[[Reading], bool] = self.outbox.put
         self.sim: Any = None
         if cfg.gateway.simulate:
             from hardware_sim.world import SimWorld
@@ -65,7 +68,7 @@ class Gateway:
             from gateway.inference.supervisor import InferenceSupervisor
 
             self.components.append(InferenceSupervisor(cfg.inference, ReaderContext(
-                put=self.outbox.put, health=self.health.device(cfg.inference.name, "inference"),
+                put=self.put, health=self.health.device(cfg.inference.name, "inference"),
                 on_health_change=self.health.changed, simulate=cfg.gateway.simulate)))
 
     def _install_ecosystem(self) -> None:
@@ -77,12 +80,16 @@ class Gateway:
             from gateway.metrics import MetricsServer
 
             self.components.append(MetricsServer(self))
+        if self.cfg.http.listen is not None:
+            from gateway.web.status import StatusPage
+
+            self.components.append(StatusPage(self))
 
     # -- building readers ------------------------------------------------------------
     def make_reader(self, dev: DeviceBase) -> Reader:
         spec = spec_for(dev.driver)
         ctx = ReaderContext(
-            put=self.outbox.put,
+            put=self.put,
             health=self.health.device(dev.name, dev.driver),
             on_health_change=self.health.changed,
             simulate=self.cfg.gateway.simulate,

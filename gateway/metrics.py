@@ -22,6 +22,7 @@ import bisect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -180,83 +181,71 @@ def _numeric_leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
             yield from _numeric_leaves(v, f"{prefix}.{k}" if prefix else str(k))
 
 
+_LATENCY: weakref.WeakKeyDictionary[Any, Histogram] = weakref.WeakKeyDictionary()
+_LATENCY_LOCK = threading.Lock()
+
+
+def latency_histogram(gateway: Any) -> Histogram:
+    """The publish-latency histogram of `gateway`, fed by its publisher's acks (one per gateway)."""
+    publisher = gateway.publisher
+    with _LATENCY_LOCK:
+        hist = _LATENCY.get(publisher)
+        if hist is None:
+            hist = _LATENCY[publisher] = Histogram(LATENCY_BUCKETS)
+
+            def acked(payload: bytes) -> None:
+                age = reading_age(payload)
+                if age is not None:
+                    hist.observe(max(0.0, age))
+
+            publisher.on_acked = acked
+        return hist
+
+
 class MetricsServer:
-    """The HTTP endpoint: a gateway component with start()/stop()."""
+    """`metrics.listen`: `/metrics` alone, on the same bounded listener as the status page.
+
+    (An idle client used to block every scrape: the old server handled one
+    connection at a time with no socket timeout.)
+    """
 
     def __init__(self, gateway: Any) -> None:
-        listen = gateway.cfg.metrics.listen
-        host, _, port = str(listen).rpartition(":")
-        self.host = host.strip("[]")
-        self.port = int(port)
-        self.gateway = gateway
-        self.latency = Histogram(LATENCY_BUCKETS)
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        gateway.publisher.on_acked = self._acked
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-    def _acked(self, payload: bytes) -> None:
-        age = reading_age(payload)
-        if age is not None:
-            self.latency.observe(max(0.0, age))
+        from gateway.config.types import parse_listen
+        from gateway.web.server import HttpListener
+
+        host, port = parse_listen(str(gateway.cfg.metrics.listen))
+        self.latency = latency_histogram(gateway)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(GatewayCollector(gateway, self.latency))
+
+        def metrics() -> tuple[int, str, bytes]:
+            return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+
+        self.listener = HttpListener(host, port, {"/metrics": metrics}, name="metrics")
+
+    @property
+    def host(self) -> str:
+        return self.listener.host
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    @property
+    def alive(self) -> bool:
+        return self.listener.alive
 
     def start(self) -> None:
-        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-        from prometheus_client import CollectorRegistry, make_wsgi_app
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(GatewayCollector(self.gateway, self.latency))
-
-        class _QuietHandler(WSGIRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("scrape: " + format, *args)
-
-        server_cls: type[WSGIServer] = WSGIServer
-        if ":" in self.host:
-            import socket
-
-            class _V6(WSGIServer):
-                address_family = socket.AF_INET6
-
-            server_cls = _V6
-        self._server = make_server(self.host, self.port, make_wsgi_app(registry),
-                                   server_class=server_cls, handler_class=_QuietHandler)
-        self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._serve, name="metrics-http", daemon=True)
-        self._thread.start()
+        self.listener.start()
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
 
-    def _serve(self) -> None:
-        # Blocks in accept between scrapes (no polling); stop() wakes it with a connection.
-        server = self._server
-        server.timeout = None
-        try:
-            while not self._stopping.is_set():
-                server.handle_request()
-        except BaseException as exc:
-            log.critical("metrics server died: %r", exc, exc_info=True)
-            raise
-        finally:
-            server.server_close()
-
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is None:
-            return
-        import socket
-
-        try:
-            with socket.create_connection((self.host, self.port), timeout=2.0):
-                pass
-        except OSError as exc:
-            log.debug("metrics: wake-up connection failed: %s", exc)
-        self._thread.join(5)
-        if self._thread.is_alive():
-            log.error("metrics server did not stop")
+        self.listener.stop()
 
     def __repr__(self) -> str:
         return f"MetricsServer({self.host}:{self.port})"
 
 
-__all__ = ["Histogram", "MetricsServer", "observe_inference", "reading_age"]
+__all__ = ["Histogram", "MetricsServer", "latency_histogram", "observe_inference", "reading_age"]

@@ -38,6 +38,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("inference", m.InferenceSection, "Optional on-device image inference (docs/inference.md)."),
     ("homeassistant", m.HomeAssistantSection, "Home Assistant MQTT discovery."),
     ("metrics", m.MetricsSection, "The optional Prometheus endpoint."),
+    ("http", m.HttpSection, "The optional status page, JSON API and `/metrics` (docs/status-page.md)."),
 ]
 
 

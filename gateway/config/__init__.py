@@ -104,6 +104,7 @@ def parse_config(text: str, name: str = "<config>") -> Config:
         inference=root.inference,
         homeassistant=root.homeassistant,
         metrics=root.metrics,
+        http=root.http,
         source=name,
     )
 

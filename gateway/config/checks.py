@@ -41,6 +41,11 @@ def run_checks(cfg: Any) -> list[Problem]:
     if m.password_file is not None and m.username is None:
         problems.append(Problem(cfg.source, line("mqtt", "password_file"), "mqtt.password_file",
                                 "a password needs mqtt.username too"))
+    if cfg.http.password_file is not None:
+        need_file(cfg.http.password_file, "http", "password_file")
+    if cfg.metrics.listen is not None and not _importable("prometheus_client"):
+        problems.append(Problem(cfg.source, line("metrics", "listen"), "metrics.listen",
+                                "needs the metrics extra: pip install 'edge-gateway[metrics]'"))
     inf = cfg.inference
     if inf.enabled:
         if inf.model is None:
@@ -57,3 +62,9 @@ def run_checks(cfg: Any) -> list[Problem]:
                                             "inference.model", why))
         need_file(inf.labels, "inference", "labels")
     return problems
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

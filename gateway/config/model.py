@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size
+from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size, parse_listen
 
 
 class Section(BaseModel):
@@ -308,6 +308,40 @@ class MetricsSection(Section):
         return v
 
 
+class HttpSection(Section):
+    listen: str | None = Field(
+        default=None,
+        description="[host:]port of the status page, `/api/status` and `/metrics` (off when unset; "
+                    "a port alone binds 127.0.0.1).",
+    )
+    username: str = Field(default="admin", description="Basic-auth user (with password_file).")
+    password_file: Path | None = Field(
+        default=None,
+        description="Basic-auth password (first line). Without it a non-loopback listen "
+                    "address is logged as open to the network.",
+    )
+    max_connections: int = Field(
+        default=64, ge=2, le=1024,
+        description="Connections served at once; more are answered 503 at once.",
+    )
+    timeout: Duration = Field(
+        default=10.0, description="An idle or slow client is disconnected after this long."
+    )
+    history: Duration = Field(default=6 * 3600.0, description="Time span of the sparklines.")
+    history_points: int = Field(
+        default=360, ge=10, le=10000,
+        description="Points per sparkline (memory: 24 bytes per point per quantity).",
+    )
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        parse_listen(str(v))
+        return str(v)
+
+
 # ---------------------------------------------------------------- root
 
 
@@ -321,6 +355,7 @@ class RootSection(Section):
     inference: InferenceSection = Field(default_factory=InferenceSection)
     homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    http: HttpSection = Field(default_factory=HttpSection)
 
 
 class Config(Section):
@@ -333,6 +368,7 @@ class Config(Section):
     inference: InferenceSection
     homeassistant: HomeAssistantSection
     metrics: MetricsSection
+    http: HttpSection = Field(default_factory=HttpSection)
     source: str = "<config>"
 
     @property
@@ -356,6 +392,7 @@ __all__ = [
     "DeviceBase",
     "GatewaySection",
     "HomeAssistantSection",
+    "HttpSection",
     "I2CAddress",
     "I2CDevice",
     "InferenceSection",

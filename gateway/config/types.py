@@ -84,3 +84,15 @@ Size = Annotated[int, BeforeValidator(parse_size), Field(ge=1)]
 Name = Annotated[str, AfterValidator(check_name)]
 #: A 7-bit I2C address outside the reserved ranges (I2C-bus spec UM10204 §3.1.12).
 I2CAddress = Annotated[int, BeforeValidator(parse_int_literal), AfterValidator(check_i2c_address)]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`8080`, `:8080`, `host:8080` or `[::1]:8080` -> (host, port); no host means 127.0.0.1."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected [host:]port such as 127.0.0.1:8080 or 8080, got {value!r}")
+    return host, int(port)
