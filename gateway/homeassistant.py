@@ -21,13 +21,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.config.model import Config, DeviceBase
-from gateway.quantities import QUANTITIES, quantity
+from gateway.quantities import Quantity, field_quantity, quantity, with_precision
 
 if TYPE_CHECKING:
     from gateway.mqtt.publisher import Publisher
@@ -46,16 +48,42 @@ class Announcement:
     payload: dict[str, Any]
 
 
-def device_keys(dev: DeviceBase) -> list[str]:
-    """The quantity keys a device publishes (from its driver, or its user-defined map)."""
-    from gateway.catalog import spec_for
+#: Decimals for user-defined fields whose step is not known, by unit (HA would otherwise
+#: round by unit, showing 1.18 V as "1 V").
+_UNIT_PRECISION = {"°C": 1, "°F": 1, "K": 1, "%": 1, "hPa": 1, "Pa": 0, "kPa": 2, "lx": 0,
+                   "ppm": 0, "ppb": 0, "V": 3, "mV": 1, "A": 3, "mA": 1, "W": 2, "kW": 3,
+                   "Wh": 1, "kWh": 3, "Hz": 2, "°": 1, "m": 2, "s": 2, "ms": 2}
 
-    keys = list(spec_for(dev.driver).quantities)
-    for reg in getattr(dev, "registers", None) or ():  # modbus_rtu
-        keys.append(str(reg.key))
-    for f in getattr(dev, "fields", None) or ():  # lines
-        keys.append(f"{f.name}_{f.unit}" if f.unit else str(f.name))
-    return list(dict.fromkeys(keys))
+
+def device_quantities(dev: DeviceBase) -> list[Quantity]:
+    """What a device publishes given its config, as Home Assistant should show it."""
+    from gateway.catalog import quantities_for, spec_for
+
+    spec = spec_for(dev.driver)
+    out: list[Quantity] = []
+    if spec.user_fields is not None:
+        for f in spec.user_fields(dev):
+            q = field_quantity(f.name, f.unit, numeric=f.numeric,
+                               device_class=None if f.device_class in (None, "none")
+                               else f.device_class,
+                               derive=f.device_class != "none")
+            if q.numeric:
+                q = replace(q, precision=_UNIT_PRECISION.get(q.unit or "", 2), max_precision=9)
+                q = with_precision(q, f.resolution)
+            out.append(q)
+    else:
+        steps = spec.resolution(dev) if spec.resolution is not None else {}
+        out = [with_precision(quantity(k), steps.get(k)) for k in quantities_for(dev)]
+    ha = dev.homeassistant
+    if ha is not None and ha.precision:
+        out = [replace(q, precision=ha.precision[q.key]) if q.key in ha.precision else q
+               for q in out]
+    return out
+
+
+def device_keys(dev: DeviceBase) -> list[str]:
+    """The quantity keys a device publishes given its config."""
+    return [q.key for q in device_quantities(dev)]
 
 
 def expire_after(dev: DeviceBase) -> int | None:
@@ -68,7 +96,45 @@ def expire_after(dev: DeviceBase) -> int | None:
         interval = max(interval or 0.0, pol.max_silence)
     if interval is None:
         return None
+    return _expire(interval)
+
+
+def _expire(interval: float) -> int:
     return max(EXPIRE_MIN, int(EXPIRE_POLLS * interval + 0.999))
+
+
+_WORD = re.compile(r"[a-z][a-z0-9]*")
+
+
+def name_words(text: str) -> set[str]:
+    """The words of a name, for spotting repetition ("CO₂" and "co2" are one word)."""
+    return set(_WORD.findall(text.lower().replace("₂", "2")))
+
+
+def entity_names(device_name: str, quantities: list[Quantity]) -> dict[str, str | None]:
+    """Short entity names that do not repeat the device name (HA shows "<device> <entity>").
+
+    A word the device name already says is dropped ("co2" + "CO₂" -> None: the entity
+    is the device's main feature and takes the device name). If that would leave two
+    entities with the same name, they keep their full names: clear beats short.
+    """
+    taken = name_words(device_name)
+    out: dict[str, str | None] = {}
+    for q in quantities:
+        words = q.name.split()
+        kept = [w for w in words if not name_words(w) & taken]
+        if len(kept) == len(words):
+            out[q.key] = q.name
+        elif kept:
+            text = " ".join(kept)
+            out[q.key] = text[:1].upper() + text[1:]
+        else:
+            out[q.key] = None
+    counts = Counter(out.values())
+    for q in quantities:
+        if counts[out[q.key]] > 1:
+            out[q.key] = q.name
+    return out
 
 
 class Discovery:
@@ -88,6 +154,11 @@ class Discovery:
             "payload_not_available": "offline",
         }
 
+    @staticmethod
+    def origin() -> dict[str, Any]:
+        """Who publishes the configs (HA logs it with discovery problems)."""
+        return {"name": "edge-gateway", "sw_version": __version__}
+
     def gateway_device(self) -> dict[str, Any]:
         return {
             "identifiers": [f"edge-gateway_{self.gw}"],
@@ -97,81 +168,98 @@ class Discovery:
             "sw_version": __version__,
         }
 
-    def sensor_device(self, name: str, model: str) -> dict[str, Any]:
+    def device_name(self, name: str) -> str:
+        return self.cfg.homeassistant.device_name.format(gateway=self.gw, device=name)
+
+    def sensor_device(self, name: str, model: str, manufacturer: str | None = None
+                      ) -> dict[str, Any]:
         """A device behind the gateway (a sensor, or the inference camera)."""
-        return {
+        device: dict[str, Any] = {
             "identifiers": [f"edge-gateway_{self.gw}_{name}"],
-            "name": name,
+            "name": self.device_name(name),
             "model": model,
-            "manufacturer": "edge-gateway",
-            "sw_version": __version__,
             "via_device": f"edge-gateway_{self.gw}",
         }
+        if manufacturer is not None:
+            device["manufacturer"] = manufacturer
+        return device
 
     def topic(self, node: str, key: str) -> str:
         return f"{self.prefix}/sensor/{self.gw}_{node}/{key}/config"
 
-    def sensor(self, node: str, key: str, state_topic: str, device: dict[str, Any],
-               template: str, expire: int | None, name: str | None = None) -> Announcement:
-        q = quantity(key)
-        known = key in QUANTITIES
+    def sensor(self, node: str, q: Quantity, state_topic: str, device: dict[str, Any],
+               template: str, expire: int | None, name: str | None) -> Announcement:
         body: dict[str, Any] = {
-            "name": name or q.description,
-            "unique_id": f"{self.gw}_{node}_{key}",
+            # null: the entity is the device's main feature and shows the device name.
+            "name": name,
+            "unique_id": f"{self.gw}_{node}_{q.key}",
             "state_topic": state_topic,
             "value_template": template,
             **self.availability(),
             "device": device,
+            "origin": self.origin(),
         }
         if q.device_class is not None:
             body["device_class"] = q.device_class
-        if q.unit is not None:
+        if q.unit is not None and q.numeric:
             body["unit_of_measurement"] = q.unit
-        # Unknown keys (user-defined fields) are numbers only when they carry a unit.
-        if q.state_class is not None and (known or q.unit is not None):
+        if q.state_class is not None and q.numeric:
             body["state_class"] = q.state_class
+        if q.numeric and q.precision is not None:
+            body["suggested_display_precision"] = q.precision
         if q.icon is not None:
             body["icon"] = q.icon
         if expire is not None:
             body["expire_after"] = expire
-        return Announcement(self.topic(node, key), body)
+        return Announcement(self.topic(node, q.key), body)
 
     def announcements(self) -> list[Announcement]:
         from gateway.catalog import spec_for
 
         prefix = self.cfg.topic_prefix
-        out = [self.sensor(
-            "gateway", "spool_depth", f"{prefix}/health", self.gateway_device(),
-            "{{ value_json.spool.depth }}", None, name="Spool depth",
-        )]
-        out[0].payload["state_class"] = "measurement"
-        out[0].payload["icon"] = "mdi:tray-full"
-        out[0].payload["entity_category"] = "diagnostic"
+        depth = Quantity("spool_depth", None, None, "Spool depth", icon="mdi:tray-full",
+                         precision=0)
+        spool = self.sensor(
+            "gateway", depth, f"{prefix}/health", self.gateway_device(),
+            "{{ value_json.spool.depth }}", _expire(self.cfg.gateway.health_interval),
+            name=depth.name,
+        )
+        spool.payload["entity_category"] = "diagnostic"
+        out = [spool]
         for dev in self.cfg.devices:
-            device = self.sensor_device(dev.name, spec_for(dev.driver).summary or dev.driver)
+            spec = spec_for(dev.driver)
+            ha = dev.homeassistant
+            device = self.sensor_device(
+                dev.name,
+                (ha.model if ha is not None and ha.model else None) or spec.model or spec.summary,
+                (ha.manufacturer if ha is not None and ha.manufacturer else None)
+                or spec.manufacturer)
             expire = expire_after(dev)
-            for key in device_keys(dev):
-                out.append(self.sensor(dev.name, key, f"{prefix}/{dev.name}", device,
-                                       f"{{{{ value_json.{key} }}}}", expire))
+            quantities = device_quantities(dev)
+            if not quantities:
+                log.info("home assistant discovery: device %r has no known keys (a `lines` "
+                         "device without `fields`); list its fields to get entities", dev.name)
+            names = entity_names(device["name"], quantities)
+            for q in quantities:
+                out.append(self.sensor(dev.name, q, f"{prefix}/{dev.name}", device,
+                                       f"{{{{ value_json.{q.key} }}}}", expire, names[q.key]))
         inf = self.cfg.inference
         if inf.enabled:
             device = self.sensor_device(inf.name, "on-device image inference")
-            expire = max(EXPIRE_MIN, int(EXPIRE_POLLS * inf.publish_interval)) \
-                if inf.publish_interval > 0 else None
+            expire = _expire(inf.publish_interval) if inf.publish_interval > 0 else None
             topic = f"{prefix}/{inf.name}"
-            out.append(self.sensor(inf.name, "inference_ms", topic, device,
-                                   "{{ value_json.inference_ms }}", expire))
-            top = self.sensor(
-                inf.name, "top_label", topic, device,
+            ms = quantity("inference_ms")
+            top = Quantity("top_label", None, None, "Top label", None, "mdi:eye", numeric=False)
+            names = entity_names(device["name"], [ms, top])
+            out.append(self.sensor(inf.name, ms, topic, device, "{{ value_json.inference_ms }}",
+                                   expire, names[ms.key]))
+            out.append(self.sensor(
+                inf.name, top, topic, device,
                 "{% set r = value_json.labels if value_json.labels is defined "
                 "else value_json.detections %}"
                 "{{ (r | first).label if r else 'none' }}",
-                expire, name="Top label",
-            )
-            top.payload.pop("state_class", None)
-            top.payload.pop("unit_of_measurement", None)
-            top.payload["icon"] = "mdi:eye"
-            out.append(top)
+                expire, names[top.key],
+            ))
         return out
 
     # -- publishing ---------------------------------------------------------------

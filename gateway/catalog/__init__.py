@@ -53,6 +53,32 @@ class DeviceSpec:
     probe: ChipProbe | None = None
     #: Datasheet or standard the driver follows.
     reference: str = ""
+    #: Who makes the chip, and its name (the device as Home Assistant lists it).
+    manufacturer: str | None = None
+    model: str | None = None
+    #: The keys a device publishes given its config (default: all of `quantities`).
+    publishes: Callable[[Any], tuple[str, ...]] | None = None
+    #: User-defined keys (`lines` fields, Modbus registers) with their unit and type.
+    user_fields: Callable[[Any], tuple[UserField, ...]] | None = None
+    #: Smallest step of each quantity given the config (sets the decimals HA shows).
+    resolution: Callable[[Any], dict[str, float]] | None = None
+
+
+@dataclass(frozen=True)
+class UserField:
+    """A key the user defined in the config, as discovery needs it."""
+
+    name: str
+    unit: str | None
+    numeric: bool = True
+    #: Configured `device_class`: None derives it from the unit, "none" turns it off.
+    device_class: str | None = None
+    #: Step of the published value where the config implies one (a register's scale).
+    resolution: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}_{self.unit}" if self.unit else self.name
 
 
 @cache
@@ -67,6 +93,16 @@ def specs() -> dict[str, DeviceSpec]:
         if isinstance(spec, DeviceSpec):
             found[spec.driver] = spec
     return found
+
+
+def quantities_for(dev: Any) -> tuple[str, ...]:
+    """The keys `dev` publishes given its config: what Home Assistant may announce."""
+    spec = spec_for(dev.driver)
+    if spec.user_fields is not None:
+        return tuple(f.key for f in spec.user_fields(dev))
+    if spec.publishes is not None:
+        return tuple(spec.publishes(dev))
+    return spec.quantities
 
 
 def spec_for(driver: str) -> DeviceSpec:

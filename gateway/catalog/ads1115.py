@@ -50,6 +50,15 @@ def _make(bus: Any, cfg: ADS1115Config) -> Any:
                    data_rate=cfg.data_rate)
 
 
+def _publishes(cfg: ADS1115Config) -> tuple[str, ...]:
+    return tuple(f"ain{c}_v" for c in cfg.channels)
+
+
+def _resolution(cfg: ADS1115Config) -> dict[str, float]:
+    # 16-bit two's complement: one LSB is FS / 2^15 (SBAS444 §9.3.3, Table 3).
+    return {f"ain{c}_v": cfg.full_scale / 32768 for c in cfg.channels}
+
+
 SPEC = DeviceSpec(
     driver="ads1115",
     summary="TI ADS1115 16-bit ADC, 4 single-ended inputs",
@@ -59,4 +68,8 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x48, 0x49, 0x4A, 0x4B)),  # no id register
     reference="TI SBAS444",
+    manufacturer="Texas Instruments",
+    model="ADS1115",
+    publishes=_publishes,
+    resolution=_resolution,
 )

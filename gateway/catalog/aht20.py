@@ -31,4 +31,8 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x38,)),
     reference="Aosong AHT20 product manual",
+    manufacturer="Aosong",
+    model="AHT20",
+    # 20-bit raw values: 200 °C / 2^20 and 100 %RH / 2^20.
+    resolution=lambda cfg: {"temperature_c": 200 / 2**20, "humidity_pct": 100 / 2**20},
 )

@@ -30,6 +30,13 @@ def _make(bus: Any, cfg: BH1750Config) -> Any:
     return BH1750(bus, cfg.address, mode=cfg.mode, mtreg=cfg.mtreg)
 
 
+def _resolution(cfg: BH1750Config) -> dict[str, float]:
+    from gateway.drivers.bh1750 import counts_to_lux
+
+    # One count (low resolution mode steps by 4 counts).
+    return {"illuminance_lx": counts_to_lux(4 if cfg.mode == "low" else 1, cfg.mode, cfg.mtreg)}
+
+
 SPEC = DeviceSpec(
     driver="bh1750",
     summary="ROHM BH1750 ambient light",
@@ -39,4 +46,7 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x23, 0x5C)),  # no id register
     reference="ROHM BH1750FVI datasheet",
+    manufacturer="ROHM",
+    model="BH1750",
+    resolution=_resolution,
 )

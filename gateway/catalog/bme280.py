@@ -40,6 +40,13 @@ def _make(bus: Any, cfg: BME280Config) -> Any:
     )
 
 
+def _publishes(cfg: BME280Config) -> tuple[str, ...]:
+    # Oversampling 0 skips that measurement: the driver then leaves its key out.
+    return ("temperature_c",
+            *(("humidity_pct",) if cfg.oversampling.humidity else ()),
+            *(("pressure_hpa",) if cfg.oversampling.pressure else ()))
+
+
 SPEC = DeviceSpec(
     driver="bme280",
     summary="Bosch BME280 temperature, humidity and pressure",
@@ -49,4 +56,10 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x76, 0x77), id_register=0xD0, id_values=frozenset({0x60})),
     reference="Bosch BST-BME280-DS002",
+    manufacturer="Bosch Sensortec",
+    model="BME280",
+    publishes=_publishes,
+    # §4.2.3: temperature in 0.01 °C, pressure in 1/256 Pa, humidity in 1/1024 %RH.
+    resolution=lambda cfg: {"temperature_c": 0.01, "pressure_hpa": 1 / 25600,
+                            "humidity_pct": 1 / 1024},
 )

@@ -31,6 +31,11 @@ def _make(bus: Any, cfg: BMP280Config) -> Any:
                   oversampling_pressure=cfg.oversampling.pressure, iir_filter=cfg.iir_filter)
 
 
+def _publishes(cfg: BMP280Config) -> tuple[str, ...]:
+    # Pressure oversampling 0 skips the pressure measurement: no pressure key.
+    return ("temperature_c", *(("pressure_hpa",) if cfg.oversampling.pressure else ()))
+
+
 SPEC = DeviceSpec(
     driver="bmp280",
     summary="Bosch BMP280 pressure and temperature",
@@ -40,4 +45,8 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x76, 0x77), id_register=0xD0, id_values=frozenset({0x56, 0x57, 0x58})),
     reference="Bosch BST-BMP280-DS001",
+    manufacturer="Bosch Sensortec",
+    model="BMP280",
+    publishes=_publishes,
+    resolution=lambda cfg: {"temperature_c": 0.01, "pressure_hpa": 1 / 25600},
 )

@@ -38,6 +38,14 @@ def _make(bus: Any, cfg: INA219Config) -> Any:
                   bus_range_v=cfg.bus_range_v, shunt_range_v=cfg.shunt_range_v)
 
 
+def _resolution(cfg: INA219Config) -> dict[str, float]:
+    from gateway.drivers.ina219 import BUS_LSB_V, SHUNT_LSB_V, calibration
+
+    _, current_lsb = calibration(cfg.max_current_a, cfg.shunt_ohms)
+    return {"bus_voltage_v": BUS_LSB_V, "shunt_voltage_v": SHUNT_LSB_V,
+            "current_a": current_lsb, "power_w": 20 * current_lsb}  # SBOS448 §8.5.1
+
+
 SPEC = DeviceSpec(
     driver="ina219",
     summary="TI INA219 current, voltage and power",
@@ -47,4 +55,7 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=tuple(range(0x40, 0x50))),
     reference="TI SBOS448",
+    manufacturer="Texas Instruments",
+    model="INA219",
+    resolution=_resolution,
 )

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.catalog import DeviceSpec
+from gateway.catalog import DeviceSpec, UserField
 from gateway.config.model import Section, SerialDevice
 from gateway.config.types import Duration
+from gateway.quantities import check_device_class
 
 _KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -21,6 +22,20 @@ class LineField(Section):
         description="Unit suffix of the published key: {name: temp, unit: c} -> temp_c.",
     )
     scale: float = Field(default=1.0, description="Multiply numbers by this (e.g. 0.1).")
+    device_class: str | None = Field(
+        default=None, max_length=40,
+        description="Home Assistant device class; absent: derived from the unit where that is "
+        "unambiguous (c: temperature, hpa: pressure, v: voltage, hum* in %: humidity, ...); "
+        "none: no device class.",
+    )
+
+    @model_validator(mode="after")
+    def _device_class(self) -> LineField:
+        if self.device_class not in (None, "none"):
+            if self.type in ("bool", "str"):
+                raise ValueError(f"a {self.type} field cannot have a device class")
+            check_device_class(self.device_class, self.unit)
+        return self
 
 
 class LinesConfig(SerialDevice):
@@ -62,6 +77,14 @@ def field_specs(cfg: LinesConfig) -> list[Any]:
     return [FieldSpec(f.name, f.type, f.unit, f.scale) for f in cfg.fields]
 
 
+def _user_fields(cfg: LinesConfig) -> tuple[UserField, ...]:
+    # Without `fields`, json/kv publish whatever keys the line carries: unknown here.
+    return tuple(
+        UserField(f.name, f.unit, f.type in ("float", "int"), f.device_class,
+                  abs(f.scale) if f.type == "int" else None)
+        for f in cfg.fields)
+
+
 def _make_reader(cfg: LinesConfig, ctx: Any) -> Any:
     from gateway.protocols.lines import LineDecoder
     from gateway.readers.serial import StreamReader
@@ -83,4 +106,5 @@ SPEC = DeviceSpec(
     config=LinesConfig,
     quantities=(),  # user-defined
     make_reader=_make_reader,
+    user_fields=_user_fields,
 )

@@ -11,8 +11,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.catalog import DeviceSpec
+from gateway.catalog import DeviceSpec, UserField
 from gateway.config.model import Section, SerialDevice
+from gateway.quantities import check_device_class
 
 _REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
 
@@ -35,6 +36,12 @@ class RegisterConfig(Section):
         default=None, pattern=r"^[a-z0-9]+$", max_length=16,
         description="Unit suffix of the published key: {name: voltage, unit: v} -> voltage_v.",
     )
+    device_class: str | None = Field(
+        default=None, max_length=40,
+        description="Home Assistant device class; absent: derived from the unit where that is "
+        "unambiguous (c: temperature, hpa: pressure, v: voltage, hum* in %: humidity, ...); "
+        "none: no device class.",
+    )
 
     @model_validator(mode="after")
     def _count(self) -> RegisterConfig:
@@ -43,6 +50,8 @@ class RegisterConfig(Section):
             raise ValueError(f"{self.type} uses {need} register(s), not {self.count}")
         if self.address + need - 1 > 65535:
             raise ValueError("register range runs past address 65535")
+        if self.device_class not in (None, "none"):
+            check_device_class(self.device_class, self.unit)
         return self
 
     @property
@@ -77,6 +86,14 @@ def register_specs(cfg: ModbusRtuConfig) -> list[Any]:
             for r in cfg.registers]
 
 
+def _user_fields(cfg: ModbusRtuConfig) -> tuple[UserField, ...]:
+    # Integer registers step by `scale`; a float32 has no fixed step.
+    return tuple(
+        UserField(r.name, r.unit, True, r.device_class,
+                  None if r.type == "float32" or r.scale == 0 else abs(r.scale))
+        for r in cfg.registers)
+
+
 def _make_reader(cfg: ModbusRtuConfig, ctx: Any) -> Any:
     from gateway.readers.serial import ModbusReader
 
@@ -90,5 +107,6 @@ SPEC = DeviceSpec(
     config=ModbusRtuConfig,
     quantities=(),  # user-defined
     make_reader=_make_reader,
+    user_fields=_user_fields,
     reference="Modbus Application Protocol v1.1b3; Modbus over Serial Line v1.02",
 )

@@ -44,4 +44,5 @@ SPEC = DeviceSpec(
                 "hdop", "speed_kn", "course_deg", "gps_time"),
     make_reader=_make_reader,
     reference="NMEA 0183 v4.11",
+    model="NMEA 0183 GPS receiver",
 )

@@ -64,4 +64,9 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x62,)),  # no id register: commands only
     reference="Sensirion Datasheet SCD4x",
+    manufacturer="Sensirion",
+    model="SCD4x",
+    # CO2 in whole ppm; temperature and humidity as 16-bit words (175 °C, 100 %RH span).
+    resolution=lambda cfg: {"co2_ppm": 1.0, "temperature_c": 175 / 65535,
+                            "humidity_pct": 100 / 65535},
 )

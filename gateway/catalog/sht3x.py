@@ -35,4 +35,7 @@ SPEC = DeviceSpec(
     # No id register (a status word only): recognised by address.
     probe=ChipProbe(addresses=(0x44, 0x45)),
     reference="Sensirion Datasheet SHT3x-DIS",
+    manufacturer="Sensirion",
+    model="SHT3x",
+    resolution=lambda cfg: {"temperature_c": 175 / 65535, "humidity_pct": 100 / 65535},
 )

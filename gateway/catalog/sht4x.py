@@ -34,4 +34,7 @@ SPEC = DeviceSpec(
     make_driver=_make,
     probe=ChipProbe(addresses=(0x44, 0x45, 0x46)),
     reference="Sensirion Datasheet SHT4x",
+    manufacturer="Sensirion",
+    model="SHT4x",
+    resolution=lambda cfg: {"temperature_c": 175 / 65535, "humidity_pct": 125 / 65535},
 )

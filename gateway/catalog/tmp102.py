@@ -33,4 +33,7 @@ SPEC = DeviceSpec(
     # No id register: recognised by address only.
     probe=ChipProbe(addresses=(0x48, 0x49, 0x4A, 0x4B)),
     reference="TI SBOS397",
+    manufacturer="Texas Instruments",
+    model="TMP102",
+    resolution=lambda cfg: {"temperature_c": 0.0625},  # 12/13-bit, 0.0625 °C per LSB
 )

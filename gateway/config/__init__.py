@@ -205,6 +205,25 @@ def _cross_checks(
                 )
             else:
                 seen_port[d.port] = d.name
+    from gateway.catalog import quantities_for
+
+    for d in devices:
+        ha = d.homeassistant
+        if ha is None or not ha.precision:
+            continue
+        i = raw_pos.get(d.name, 0)
+        published = quantities_for(d)
+        for ha_key in ha.precision:
+            if ha_key not in published:
+                problems.append(
+                    Problem(
+                        name,
+                        smap.line_of(("devices", i, "homeassistant", "precision", ha_key)),
+                        f"devices.{i}.homeassistant.precision.{ha_key}",
+                        f"device {d.name!r} does not publish {ha_key!r} "
+                        f"(it publishes: {', '.join(published) or 'no known keys'})",
+                    )
+                )
     inference = data.get("inference")
     if isinstance(inference, dict) and inference.get("enabled"):
         inf_name = inference.get("name", "camera")

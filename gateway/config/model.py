@@ -183,6 +183,24 @@ class PublishPolicy(Section):
         return v
 
 
+class DeviceHomeAssistant(Section):
+    """How Home Assistant shows one device (with `homeassistant.discovery: true`)."""
+
+    precision: dict[str, Annotated[int, Field(ge=0, le=9)]] = Field(
+        default_factory=dict,
+        description="Decimals shown per published key: {temperature_c: 1}; default: from the "
+        "quantity and the chip's resolution.",
+    )
+    manufacturer: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Maker shown for the device (default: the chip's maker, where known).",
+    )
+    model: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Model shown for the device (default: the chip, e.g. BME280).",
+    )
+
+
 class DeviceBase(Section):
     """Keys every device has."""
 
@@ -192,6 +210,9 @@ class DeviceBase(Section):
     publish: PublishPolicy | None = Field(default=None, description="Report-on-change policy.")
     sim: dict[str, Any] | None = Field(
         default=None, description="Simulator settings (value profiles, faults) for simulate mode."
+    )
+    homeassistant: DeviceHomeAssistant | None = Field(
+        default=None, description="Home Assistant discovery settings for this device."
     )
 
 
@@ -285,11 +306,33 @@ class InferenceSection(Section):
 class HomeAssistantSection(Section):
     discovery: bool = Field(default=False, description="Publish retained discovery configs.")
     prefix: str = Field(default="homeassistant", description="Discovery prefix.")
+    device_name: str = Field(
+        default="{gateway} {device}", min_length=1, max_length=100,
+        description="Device name shown in Home Assistant; {gateway} is the gateway id, {device} "
+        "the device name (keeps several gateways on one broker apart).",
+    )
 
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
         return _validate_topic_prefix(v)
+
+    @field_validator("device_name")
+    @classmethod
+    def _device_name(cls, v: str) -> str:
+        import string
+
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        unknown = fields - {"gateway", "device"}
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {', '.join(sorted(unknown))}; "
+                             "use {gateway} and {device}")
+        if "device" not in fields:
+            raise ValueError("must contain {device}, or every device would have the same name")
+        return v
 
 
 class MetricsSection(Section):
@@ -390,6 +433,7 @@ __all__ = [
     "BufferSection",
     "Config",
     "DeviceBase",
+    "DeviceHomeAssistant",
     "GatewaySection",
     "HomeAssistantSection",
     "HttpSection",
