@@ -13,7 +13,9 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+
+from pydantic import Field
 
 from gateway.config.model import DeviceBase
 
@@ -62,6 +64,15 @@ class DeviceSpec:
     user_fields: Callable[[Any], tuple[UserField, ...]] | None = None
     #: Smallest step of each quantity given the config (sets the decimals HA shows).
     resolution: Callable[[Any], dict[str, float]] | None = None
+
+
+#: The `device_class` key of a user-defined field (`lines` fields, Modbus registers).
+FieldDeviceClass = Annotated[str | None, Field(
+    max_length=40,
+    description="Home Assistant device class; absent: derived from the unit where that is "
+    "unambiguous (c: temperature, hpa: pressure, v: voltage, hum* in %: humidity, ...); "
+    "none: no device class.",
+)]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.catalog import DeviceSpec, UserField
+from gateway.catalog import DeviceSpec, FieldDeviceClass, UserField
 from gateway.config.model import Section, SerialDevice
 from gateway.config.types import Duration
 from gateway.quantities import check_device_class
@@ -22,12 +22,7 @@ class LineField(Section):
         description="Unit suffix of the published key: {name: temp, unit: c} -> temp_c.",
     )
     scale: float = Field(default=1.0, description="Multiply numbers by this (e.g. 0.1).")
-    device_class: str | None = Field(
-        default=None, max_length=40,
-        description="Home Assistant device class; absent: derived from the unit where that is "
-        "unambiguous (c: temperature, hpa: pressure, v: voltage, hum* in %: humidity, ...); "
-        "none: no device class.",
-    )
+    device_class: FieldDeviceClass = None
 
     @model_validator(mode="after")
     def _device_class(self) -> LineField:

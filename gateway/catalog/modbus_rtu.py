@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.catalog import DeviceSpec, UserField
+from gateway.catalog import DeviceSpec, FieldDeviceClass, UserField
 from gateway.config.model import Section, SerialDevice
 from gateway.quantities import check_device_class
 
@@ -36,12 +36,7 @@ class RegisterConfig(Section):
         default=None, pattern=r"^[a-z0-9]+$", max_length=16,
         description="Unit suffix of the published key: {name: voltage, unit: v} -> voltage_v.",
     )
-    device_class: str | None = Field(
-        default=None, max_length=40,
-        description="Home Assistant device class; absent: derived from the unit where that is "
-        "unambiguous (c: temperature, hpa: pressure, v: voltage, hum* in %: humidity, ...); "
-        "none: no device class.",
-    )
+    device_class: FieldDeviceClass = None
 
     @model_validator(mode="after")
     def _count(self) -> RegisterConfig:
