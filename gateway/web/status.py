@@ -110,7 +110,7 @@ class StatusPage:
             if last is not None:
                 for key, value in last.values.items():
                     q = quantity(key)
-                    values.append({"key": key, "value": value, "unit": q.unit, "label": q.description})
+                    values.append({"key": key, "value": value, "unit": q.unit, "label": q.name})
             out_devices.append({
                 "name": name, "driver": driver, **snap,
                 "last_reading": None if last is None else format_ts(last.ts),
