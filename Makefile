@@ -4,22 +4,36 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+DEMO_EXTRAS := modbus,inference
 
-.PHONY: run test lint typecheck unit bench broker docs install clean
+.PHONY: run test lint typecheck unit bench broker docs install uninstall clean
 
-$(STAMP): pyproject.toml
+# Two steps, so `make run` does not wait for the test tools: .runtime has what the demo
+# uses (the core dependencies plus the modbus and inference extras config/simulator.yaml
+# needs); .installed adds the test extra (pytest, ruff, mypy, hypothesis, ...) on top.
+$(RUNTIME): pyproject.toml
 	@# Debian/Ubuntu ship venv separately (python3-venv); as root, fetch it when missing.
-	@test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	@test -x $(VENV)/bin/pip || { echo "creating $(VENV) (a Python virtual environment for this checkout)"; \
+		$(PYTHON) -m venv $(VENV) 2>/dev/null; } || { \
 		rm -rf $(VENV); \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing python3-venv (apt-get)"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
 			&& $(PYTHON) -m venv $(VENV); \
 		else \
 			echo "python3 -m venv failed: install the venv module (sudo apt-get install -y python3-venv)" >&2; \
 			exit 1; \
 		fi; }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	@echo "installing edge-gateway and its runtime dependencies into $(VENV) (about a minute the first time)"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[$(DEMO_EXTRAS)]'
+	@touch $(RUNTIME)
+	@echo "ready: $(VENV)/bin/edge-gateway (e.g. $(VENV)/bin/edge-gateway --help)"
+
+$(STAMP): $(RUNTIME)
+	@echo "installing the test tools into $(VENV) (pytest, ruff, mypy, hypothesis, ...)"
+	@$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
 ## A mosquitto broker for the tests (root: installed from Debian; otherwise it must exist).
@@ -52,8 +66,8 @@ broker:
 install:
 	$(PYTHON) -m gateway install $(INSTALL_ARGS)
 
-run: $(STAMP)
-	$(PY) tools/demo.py config/simulator.yaml
+run: $(RUNTIME)
+	@$(PY) tools/demo.py config/simulator.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -82,3 +96,7 @@ clean:
 ## Regenerate docs/config-reference.md from the config schema (a test checks it is current).
 docs: $(STAMP)
 	$(PY) tools/gen_config_reference.py
+
+## Remove the service (keeps data and configuration): sudo make uninstall.
+uninstall:
+	$(PYTHON) -m gateway uninstall $(INSTALL_ARGS)

@@ -359,10 +359,16 @@ def test_busy_worker_captures_the_next_frame_while_the_model_runs() -> None:
     stamps = result_stamps(messages)
     assert len(stamps) == 12
     assert code == 0
+    # Every slot after the first is already due when an inference ends (1 ms slots, a
+    # model of several ms), so each next frame is handed to the capture thread: that
+    # follows from the loop's logic, not from the machine's speed.
     ahead = [t for name, t in rec.reads if name.startswith("inference-capture")]
     assert len(ahead) >= 10, rec.reads
+    # And it overlaps: a capture ran while invoke() did. How many of them start inside an
+    # invoke depends on the scheduler (on a loaded machine the thread may first run after
+    # invoke returned), so the overlap itself is asserted, not a count.
     during = [t for t in ahead if any(a <= t <= b for a, b in rec.infers)]
-    assert len(during) >= len(ahead) - 1  # started while an inference was running
+    assert during, (ahead, rec.infers)
     assert stamps == sorted(stamps)  # capture times only move forward
 
 

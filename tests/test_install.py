@@ -1,10 +1,11 @@
 """`edge-gateway install` / `uninstall` into a temporary root.
 
-Real: groupadd/useradd/usermod/userdel/groupdel (shadow-utils' --prefix edits the
-copied passwd/group files in the temp root), `python -m venv`, file copies and
-`systemctl --root=DIR enable/disable` (offline: the wants/ symlink). Mocked:
-only `pip install` of the project into the new venv (it would download the
-dependencies from PyPI) and, for one test, the user id.
+Real, and unprivileged: the account files of the temp root edited in place (what
+--root does instead of groupadd/useradd, which need root), `python -m venv`, file
+copies and `systemctl --root=DIR enable/disable` (offline: the wants/ symlink).
+Mocked: only `pip install` of the project into the new venv (it would download the
+dependencies from PyPI), the shadow-utils commands for the live system (recorded,
+not run), and, for one test, the user id.
 """
 
 from __future__ import annotations
@@ -23,20 +24,27 @@ from gateway.cli import main as cli
 from gateway.commands import install
 from tests.support import REPO
 
-ACCOUNT_FILES = ("passwd", "group", "shadow", "gshadow")
+#: A Debian-like target: dialout and video exist (with a member), i2c and gpio do not, and
+#: system ids 999 and 998 are taken, so the installer must pick free ones.
+ACCOUNTS = {
+    "passwd": ["root:x:0:0:root:/root:/bin/bash",
+               "systemd-network:x:998:998:systemd Network Management:/:/usr/sbin/nologin",
+               "messagebus:x:999:999::/nonexistent:/usr/sbin/nologin",
+               "pi:x:1000:1000:,,,:/home/pi:/bin/bash"],
+    "group": ["root:x:0:", "dialout:x:20:pi", "video:x:44:pi", "systemd-network:x:998:",
+              "messagebus:x:999:", "pi:x:1000:"],
+    "shadow": ["root:*:19000:0:99999:7:::", "pi:$y$j9T$hash:19000:0:99999:7:::"],
+    "gshadow": ["root:*::", "dialout:*::pi", "video:*::pi", "pi:!::"],
+}
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """A root with this machine's account files, minus anything the installer creates."""
+    """A target root with its own account files (never this machine's /etc/shadow)."""
     r = tmp_path / "root"
     (r / "etc").mkdir(parents=True)
-    drop = ("edge-gateway:", "i2c:", "gpio:")
-    for name in ACCOUNT_FILES:
-        src = Path("/etc") / name
-        lines = src.read_text().splitlines() if src.exists() else []
-        kept = [ln for ln in lines if not ln.startswith(drop)]
-        (r / "etc" / name).write_text("\n".join(kept) + "\n")
+    for name, lines in ACCOUNTS.items():
+        (r / "etc" / name).write_text("\n".join(lines) + "\n")
         os.chmod(r / "etc" / name, 0o644 if name in ("passwd", "group") else 0o640)
     return r
 
@@ -51,10 +59,14 @@ def commands(mocker: MockerFixture) -> list[list[str]]:
         ran.append([str(c) for c in cmd])
         if cmd[1:4] == ["-m", "pip", "install"]:
             return
+        assert cmd[0] not in SHADOW_UTILS, f"--root must not run {cmd[0]}"
         real_run(cmd)
 
     mocker.patch.object(install, "run", side_effect=fake)
     return ran
+
+
+SHADOW_UTILS = ("groupadd", "useradd", "usermod", "userdel", "groupdel")
 
 
 def entries(root: Path, name: str) -> dict[str, list[str]]:
@@ -83,11 +95,20 @@ def test_install_is_complete_and_idempotent(root: Path, commands: list[list[str]
     groups = entries(root, "group")
     for g in ("i2c", "dialout", "video", "gpio"):
         assert "edge-gateway" in members(root, g), g
+    assert members(root, "dialout") == {"pi", "edge-gateway"}  # existing members kept
     assert "edge-gateway" in groups
     user = entries(root, "passwd")["edge-gateway"]
     assert user[5] == "/var/lib/edge-gateway" and user[6] == "/usr/sbin/nologin"
-    assert int(user[2]) < 1000  # a system account
+    assert int(user[2]) < 1000 and int(user[2]) not in (998, 999)  # a free system id
+    gids = [int(g[2]) for g in groups.values()]
+    assert len(gids) == len(set(gids))  # new groups got free ids
     assert int(user[3]) == int(groups["edge-gateway"][2])
+    assert entries(root, "shadow")["edge-gateway"][1] == "!*"  # no password, locked
+    assert "edge-gateway" in entries(root, "gshadow")["gpio"][3].split(",")
+    assert entries(root, "passwd")["pi"] == ACCOUNTS["passwd"][3].split(":")  # untouched
+    # `edge-gateway` on PATH: a symlink to the venv's command.
+    link = root / "usr/local/bin/edge-gateway"
+    assert os.readlink(link) == "/opt/edge-gateway/venv/bin/edge-gateway"
     assert not (root / "var/lib/edge-gateway").exists()  # systemd's StateDirectory= makes it
     # The venv exists and pip was asked to install this checkout into it.
     vpy = root / "opt/edge-gateway/venv/bin/python"
@@ -98,7 +119,12 @@ def test_install_is_complete_and_idempotent(root: Path, commands: list[list[str]
     cfg = root / "etc/edge-gateway/config.yaml"
     assert cfg.read_text() == (REPO / "config/example-pi.yaml").read_text()
     st = cfg.stat()
-    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_gid == int(groups["edge-gateway"][2])
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    if os.geteuid() == 0:
+        assert st.st_uid == 0 and st.st_gid == int(groups["edge-gateway"][2])
+    else:  # only root can give files away: it says what the deployer must do
+        assert st.st_uid == os.geteuid()
+        assert f"not root: {cfg} stays owned by uid {os.geteuid()}" in out
     assert stat.S_IMODE((root / "etc/edge-gateway").stat().st_mode) == 0o750
     # The unit, enabled (offline systemctl --root).
     unit = root / "etc/systemd/system/edge-gateway.service"
@@ -106,7 +132,9 @@ def test_install_is_complete_and_idempotent(root: Path, commands: list[list[str]
     wants = root / "etc/systemd/system/multi-user.target.wants/edge-gateway.service"
     assert wants.is_symlink()
     assert os.readlink(wants) == "/etc/systemd/system/edge-gateway.service"
-    assert "wrote /etc/edge-gateway/config.yaml" in out
+    # Paths printed are the ones written, under the root.
+    assert f"wrote {cfg}:" in out and f"installed {unit}" in out
+    assert f"done: staged under {root}" in out
 
     # Second run: nothing is created again; the edited config is kept.
     cfg.write_text(cfg.read_text() + "# edited by the operator\n")
@@ -115,13 +143,27 @@ def test_install_is_complete_and_idempotent(root: Path, commands: list[list[str]
     commands.clear()
     assert run_cli("install", "--root", str(root), "--python", sys.executable) == 0
     out = capsys.readouterr().out
-    tools = [c[0] for c in commands]
-    assert "groupadd" not in tools and "useradd" not in tools and "usermod" not in tools
     assert not any(c[1:3] == ["-m", "venv"] for c in commands)
     assert cfg.read_text().endswith("# edited by the operator\n")
     assert (root / "etc/passwd").read_text() == passwd_before
     assert (root / "etc/group").read_text() == group_before
-    assert "exists; left as it is" in out and "is up to date" in out
+    assert f"{cfg} exists; left as it is" in out and f"{unit} is up to date" in out
+    assert "user edge-gateway exists" in out
+
+
+def test_install_into_an_empty_directory(tmp_path: Path, commands: list[list[str]],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Staging an image from nothing: the account files are created."""
+    root = tmp_path / "empty"
+    root.mkdir()
+    assert run_cli("install", "--root", str(root), "--python", sys.executable,
+                   "--no-systemctl") == 0
+    out = capsys.readouterr().out
+    assert set(entries(root, "group")) == {"i2c", "dialout", "video", "gpio", "edge-gateway"}
+    assert list(entries(root, "passwd")) == ["edge-gateway"]
+    assert stat.S_IMODE((root / "etc/passwd").stat().st_mode) == 0o644
+    assert not (root / "etc/shadow").exists()  # not invented when the target has none
+    assert f"{root}/etc/group" in out and "cannot lock" not in out
 
 
 def test_existing_user_gets_missing_groups(root: Path, commands: list[list[str]]) -> None:
@@ -136,10 +178,24 @@ def test_existing_user_gets_missing_groups(root: Path, commands: list[list[str]]
     commands.clear()
     assert run_cli("install", "--root", str(root), "--python", sys.executable,
                    "--no-systemctl") == 0
-    assert ["usermod", "--append", "--groups", "gpio", "--prefix", str(root),
-            "edge-gateway"] in commands
     assert "edge-gateway" in members(root, "gpio")
     assert not any(c[0] == "systemctl" for c in commands)
+
+
+def test_live_system_uses_shadow_utils(mocker: MockerFixture) -> None:
+    """On / the installer runs groupadd/useradd (recorded here, not run): NSS, locks and
+    nscd belong to them. Lookups are pinned to a system without any of the accounts."""
+    ran: list[list[str]] = []
+    mocker.patch.object(install, "run", side_effect=lambda cmd: ran.append(list(cmd)))
+    mocker.patch.object(install.Accounts, "group", return_value=None)
+    mocker.patch.object(install.Accounts, "user", return_value=None)
+    install.ensure_account(install.Accounts(Path("/")))
+    assert ran == [
+        *(["groupadd", "--system", g] for g in ("i2c", "dialout", "video", "gpio")),
+        ["useradd", "--system", "--user-group", "--groups", "i2c,dialout,video,gpio",
+         "--home-dir", "/var/lib/edge-gateway", "--no-create-home", "--shell",
+         "/usr/sbin/nologin", "--comment", "edge-gateway daemon", "edge-gateway"],
+    ]
 
 
 def test_uninstall_keeps_data_and_config(root: Path, commands: list[list[str]]) -> None:
@@ -153,7 +209,10 @@ def test_uninstall_keeps_data_and_config(root: Path, commands: list[list[str]]) 
     assert not (root / "opt/edge-gateway").exists()
     assert "edge-gateway" not in entries(root, "passwd")
     assert "edge-gateway" not in entries(root, "group")
+    assert "edge-gateway" not in entries(root, "shadow")
     assert "i2c" in entries(root, "group")  # device groups stay: udev rules use them
+    assert members(root, "dialout") == {"pi"}  # and lose only this member
+    assert not (root / "usr/local/bin/edge-gateway").is_symlink()
     assert (data / "spool.db").read_bytes() == b"SQLite format 3\0"
     assert (root / "etc/edge-gateway/config.yaml").exists()
     # Uninstalling twice is fine.

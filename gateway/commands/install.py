@@ -13,8 +13,16 @@ install (idempotent: run it again to upgrade):
 uninstall: disables and removes the unit, the venv and the user; keeps the
 data (/var/lib/edge-gateway) and the configuration (/etc/edge-gateway).
 
-`--root DIR` puts every path under DIR (staging and tests), and then only does
-what works offline (`systemctl --root=DIR enable`). Never installs OS packages.
+A symlink /usr/local/bin/edge-gateway -> the venv's command puts `edge-gateway`
+on PATH (so `sudo edge-gateway uninstall` works); uninstall removes it.
+
+`--root DIR` puts every path under DIR (staging an image, tests) and then only
+does what works offline and unprivileged: the user and groups are appended to
+DIR/etc/passwd, group (and shadow, gshadow when present) directly, creating
+them in an empty DIR, instead of running useradd/groupadd (whose --prefix needs
+root and lock files); files are owned by root:edge-gateway only when run as
+root; `systemctl --root=DIR enable` makes the wants/ symlink. Never installs
+OS packages.
 Only the standard library is used here: `make install` runs it with the
 system's python3 before any dependency is installed.
 """
@@ -27,6 +35,7 @@ import logging
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -43,7 +52,10 @@ ETC = Path("/etc/edge-gateway")
 CONFIG = ETC / "config.yaml"
 STATE = Path("/var/lib/edge-gateway")
 UNIT_DIR = Path("/etc/systemd/system")
+BIN_LINK = Path("/usr/local/bin/edge-gateway")
 NOLOGIN = "/usr/sbin/nologin"
+#: System accounts: ids below 1000, handed out from the top (what useradd --system does).
+SYSTEM_IDS = range(999, 99, -1)
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -88,27 +100,32 @@ def capture(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 
 class Accounts:
-    """Reads users/groups of the target system: NSS for /, the files under a --root."""
+    """Users and groups of the target system: NSS and shadow-utils for /, the files under a --root.
+
+    Under a --root the account files are edited directly (no lock files, no root): a
+    staging directory is not a live system, and shadow-utils' --prefix needs root.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     @property
-    def prefix_args(self) -> list[str]:
-        # shadow-utils' --prefix edits DIR/etc/{passwd,group,...} without chroot.
-        return [] if self.root == Path("/") else ["--prefix", str(self.root)]
+    def live(self) -> bool:
+        return self.root == Path("/")
+
+    def _path(self, name: str) -> Path:
+        return self.root / "etc" / name
 
     def _entries(self, name: str) -> list[list[str]]:
-        path = self.root / "etc" / name
         try:
-            text = path.read_text(encoding="utf-8")
+            text = self._path(name).read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
     def group(self, name: str) -> tuple[int, set[str]] | None:
         """(gid, members) or None."""
-        if self.root == Path("/"):
+        if self.live:
             try:
                 g = grp.getgrnam(name)
             except KeyError:
@@ -121,7 +138,7 @@ class Accounts:
 
     def user(self, name: str) -> tuple[int, int] | None:
         """(uid, primary gid) or None."""
-        if self.root == Path("/"):
+        if self.live:
             try:
                 p = pwd.getpwnam(name)
             except KeyError:
@@ -132,21 +149,117 @@ class Accounts:
                 return int(e[2]), int(e[3])
         return None
 
+    # -- changes (shadow-utils on the live system, the files under a --root)
+
+    def add_group(self, name: str) -> None:
+        if self.live:
+            run(["groupadd", "--system", name])
+            return
+        gid = self._free_id("group")
+        self._append("group", f"{name}:x:{gid}:")
+        self._append("gshadow", f"{name}:!::", only_if_exists=True)
+        print(f"added group {name} (gid {gid}) to {self._path('group')}")
+
+    def add_user(self, name: str, groups: Sequence[str]) -> None:
+        own = self.group(name)
+        if self.live:
+            own_group = ["--gid", name] if own is not None else ["--user-group"]
+            run(["useradd", "--system", *own_group, "--groups", ",".join(groups),
+                 "--home-dir", str(STATE), "--no-create-home", "--shell", NOLOGIN,
+                 "--comment", "edge-gateway daemon", name])
+            return
+        if own is None:
+            self.add_group(name)
+            own = self.group(name)
+        assert own is not None
+        uid = self._free_id("passwd")
+        self._append("passwd", f"{name}:x:{uid}:{own[0]}:edge-gateway daemon:{STATE}:{NOLOGIN}")
+        self._append("shadow", f"{name}:!*:::::::", only_if_exists=True)
+        print(f"added user {name} (uid {uid}) to {self._path('passwd')}")
+        self.join(name, groups)
+
+    def join(self, name: str, groups: Sequence[str]) -> None:
+        """Add user `name` to `groups` (which exist)."""
+        if self.live:
+            run(["usermod", "--append", "--groups", ",".join(groups), name])
+            return
+        for file in ("group", "gshadow"):
+            path = self._path(file)
+            if not path.exists():
+                continue
+            lines = path.read_text(encoding="utf-8").splitlines()
+            for i, line in enumerate(lines):
+                parts = line.split(":")
+                if len(parts) >= 4 and parts[0] in groups:
+                    listed = [m for m in parts[-1].split(",") if m]
+                    if name not in listed:
+                        parts[-1] = ",".join([*listed, name])
+                        lines[i] = ":".join(parts)
+            self._write(file, lines)
+        print(f"added {name} to the groups {', '.join(groups)} in {self._path('group')}")
+
+    def remove(self, user: str) -> None:
+        """Remove the user, its own group, and its membership of other groups."""
+        if self.live:
+            if self.user(user) is not None:
+                run(["userdel", user])
+            if self.group(user) is not None:
+                run(["groupdel", user])
+            return
+        for file in ("passwd", "shadow", "group", "gshadow"):
+            path = self._path(file)
+            if not path.exists():
+                continue
+            kept = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                parts = line.split(":")
+                if parts[0] == user:
+                    continue
+                if file in ("group", "gshadow") and len(parts) >= 4:
+                    parts[-1] = ",".join(m for m in parts[-1].split(",") if m and m != user)
+                    line = ":".join(parts)
+                kept.append(line)
+            self._write(file, kept)
+        print(f"removed user and group {user} from {self._path('passwd')} and {self._path('group')}")
+
+    def _free_id(self, file: str) -> int:
+        used = {int(e[2]) for e in self._entries(file) if len(e) >= 3 and e[2].isdigit()}
+        for candidate in SYSTEM_IDS:
+            if candidate not in used:
+                return candidate
+        raise InstallError(f"no free system id below 1000 in {self._path(file)}")
+
+    def _append(self, file: str, line: str, *, only_if_exists: bool = False) -> None:
+        path = self._path(file)
+        if only_if_exists and not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        self._write(file, [*lines, line])
+
+    def _write(self, file: str, lines: list[str]) -> None:
+        """Replace an account file atomically, keeping its mode (new: passwd/group 0644,
+        shadow/gshadow 0640)."""
+        path = self._path(file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = (stat.S_IMODE(path.stat().st_mode) if path.exists()
+                else 0o640 if file in ("shadow", "gshadow") else 0o644)
+        tmp = path.with_name(f".{file}.edge-gateway-tmp")
+        tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        os.chmod(tmp, mode)
+        tmp.replace(path)
+
 
 def ensure_account(acc: Accounts) -> None:
     for g in DEVICE_GROUPS:
         if acc.group(g) is None:
-            run(["groupadd", "--system", *acc.prefix_args, g])
+            acc.add_group(g)
     groups = ",".join(DEVICE_GROUPS)
     if acc.user(USER) is None:
-        own_group = ["--gid", USER] if acc.group(USER) is not None else ["--user-group"]
-        run(["useradd", "--system", *own_group, "--groups", groups,
-             "--home-dir", str(STATE), "--no-create-home", "--shell", NOLOGIN,
-             "--comment", "edge-gateway daemon", *acc.prefix_args, USER])
+        acc.add_user(USER, DEVICE_GROUPS)
         return
     missing = [g for g in DEVICE_GROUPS if USER not in (acc.group(g) or (0, set()))[1]]
     if missing:
-        run(["usermod", "--append", "--groups", ",".join(missing), *acc.prefix_args, USER])
+        acc.join(USER, missing)
     else:
         print(f"user {USER} exists, in groups {groups}")
 
@@ -156,6 +269,16 @@ def ensure_account(acc: Accounts) -> None:
 
 def under(root: Path, path: Path) -> Path:
     return root / path.relative_to("/")
+
+
+def set_owner(path: Path, gid: int) -> None:
+    """root:GID. Only root can give files away; an unprivileged --root staging keeps
+    the caller's ownership (say so once: whoever deploys the tree must fix it)."""
+    if os.geteuid() == 0:
+        os.chown(path, 0, gid)
+    else:
+        print(f"not root: {path} stays owned by uid {os.geteuid()} (on the target: "
+              f"chown root:{USER} and mode {stat.S_IMODE(path.stat().st_mode):o})")
 
 
 def find_source(source: str | None) -> Path:
@@ -199,7 +322,32 @@ def ensure_venv(root: Path, source: Path, python: str) -> None:
                                "(sudo apt-get install python3-venv) and run this again") from None
     else:
         print(f"venv {venv} exists")
+    print("installing edge-gateway and its dependencies into the venv (about a minute the first time)",
+          flush=True)
     run([str(vpy), "-m", "pip", "install", "--upgrade", "--quiet", str(source)])
+
+
+def link_command(root: Path) -> None:
+    """/usr/local/bin/edge-gateway -> the venv's command, so it is on PATH (and sudo's)."""
+    link = under(root, BIN_LINK)
+    target = VENV / "bin" / "edge-gateway"  # the path on the target system
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        print(f"{link} -> {target} exists")
+        return
+    if link.exists() or link.is_symlink():
+        print(f"{link} exists and is not this service's command; left as it is "
+              f"(the service's command is {target})")
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    print(f"linked {link} -> {target}")
+
+
+def unlink_command(root: Path) -> None:
+    link = under(root, BIN_LINK)
+    if link.is_symlink() and Path(os.readlink(link)) == VENV / "bin" / "edge-gateway":
+        link.unlink()
+        print(f"removed {link}")
 
 
 def install_config(root: Path, source: Path, acc: Accounts) -> None:
@@ -207,17 +355,17 @@ def install_config(root: Path, source: Path, acc: Accounts) -> None:
     etc.mkdir(parents=True, exist_ok=True)
     gid = (acc.group(USER) or (-1, set()))[0]
     # root owns the config; the service's group may read it (it may name secret files).
-    os.chown(etc, 0, gid)
     os.chmod(etc, 0o750)
+    set_owner(etc, gid)
     target = under(root, CONFIG)
     if target.exists():
-        print(f"{CONFIG} exists; left as it is")
+        print(f"{target} exists; left as it is")
         return
     target.write_text(example_config(source), encoding="utf-8")
-    os.chown(target, 0, gid)
     os.chmod(target, 0o640)
-    print(f"wrote {CONFIG}: edit it (devices, broker), then check it with "
-          f"edge-gateway check -c {CONFIG}")
+    set_owner(target, gid)
+    print(f"wrote {target}: edit it (devices, broker), then check it with "
+          f"sudo edge-gateway check -c {CONFIG}")
 
 
 def install_unit(root: Path, source: Path) -> bool:
@@ -227,13 +375,13 @@ def install_unit(root: Path, source: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     new = src.read_bytes()
     if target.exists() and target.read_bytes() == new:
-        print(f"{UNIT_DIR / UNIT_NAME} is up to date")
+        print(f"{target} is up to date")
         return False
     tmp = target.with_suffix(".tmp")
     tmp.write_bytes(new)
     os.chmod(tmp, 0o644)
     tmp.replace(target)
-    print(f"installed {UNIT_DIR / UNIT_NAME}")
+    print(f"installed {target}")
     return True
 
 
@@ -267,6 +415,7 @@ def do_install(args: argparse.Namespace) -> None:
     unit_file(source)  # fail early, before changing anything
     ensure_account(acc)
     ensure_venv(root, source, args.python)
+    link_command(root)
     install_config(root, source, acc)
     install_unit(root, source)
     if args.no_systemctl:
@@ -274,8 +423,13 @@ def do_install(args: argparse.Namespace) -> None:
               f"systemctl enable {UNIT_NAME}")
     else:
         enable(root)
-    print(f"done. Start it: sudo systemctl start edge-gateway; logs: journalctl -u edge-gateway "
-          f"-f; config: {CONFIG}; data: {STATE}")
+    if acc.live:
+        print(f"done. Edit {CONFIG}, check it (sudo edge-gateway check), then start it: "
+              f"sudo systemctl start edge-gateway; logs: journalctl -u edge-gateway -f; "
+              f"data: {STATE}")
+    else:
+        print(f"done: staged under {root} (config {under(root, CONFIG)}, data {STATE} on the "
+              "target, made by systemd at the first start)")
 
 
 def do_uninstall(args: argparse.Namespace) -> None:
@@ -289,18 +443,17 @@ def do_uninstall(args: argparse.Namespace) -> None:
             systemctl(root, "disable", UNIT_NAME)
     if unit.exists():
         unit.unlink()
-        print(f"removed {UNIT_DIR / UNIT_NAME}")
+        print(f"removed {unit}")
     if not args.no_systemctl and root == Path("/"):
         systemctl(root, "daemon-reload")
+    unlink_command(root)
     opt = under(root, OPT)
     if opt.exists():
         shutil.rmtree(opt)
-        print(f"removed {OPT}")
-    if acc.user(USER) is not None:
-        run(["userdel", *acc.prefix_args, USER])
-    if acc.group(USER) is not None:
-        run(["groupdel", *acc.prefix_args, USER])
-    print(f"kept {STATE} (data) and {ETC} (configuration); remove them by hand if unwanted")
+        print(f"removed {opt}")
+    acc.remove(USER)
+    print(f"kept {under(root, STATE)} (data) and {under(root, ETC)} (configuration); "
+          "remove them by hand if unwanted")
 
 
 def _check_root(args: argparse.Namespace) -> None:
