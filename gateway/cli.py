@@ -10,10 +10,49 @@ from collections.abc import Callable, Sequence
 from gateway import __version__
 
 EXIT_CONFIG = 2
+#: Where `make install` puts the config; every command's -c defaults to it.
+DEFAULT_CONFIG = "/etc/edge-gateway/config.yaml"
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True, metavar="FILE", help="YAML config file")
+def add_config(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_CONFIG,
+               text: str = "YAML config file") -> None:
+    more = f" (default: {default})" if default else ""
+    p.add_argument("-c", "--config", default=default, metavar="FILE", help=text + more)
+
+
+def command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str,
+            description: str, examples: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help has a description and examples."""
+    return sub.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+        epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+RUN_HELP = """\
+Starts the readers, the spool and the publisher, and runs until stopped.
+It logs to stderr (with <N> priority prefixes under systemd, for journalctl -p).
+
+signals:
+  SIGTERM, SIGINT  stop gracefully: readings already accepted stay in the spool,
+                   the gateway publishes 'offline' and exits 0
+  SIGHUP           reload the config; only changed devices restart, queued data kept
+
+exit status:
+  0  stopped by a signal
+  2  the config is invalid (one line per problem on stderr), or a file it names
+     (password, spool) cannot be used
+  1  anything else (logged)"""
+
+CHECK_HELP = """\
+Reads the config and every file it names, prints 'FILE: ok (N devices)' and exits
+0, or prints one 'FILE:LINE: path: problem' line per problem on stderr and exits 2.
+Warnings (exit 0): a spool this user cannot write, device nodes that are missing
+or not accessible (I2C not enabled, not in group i2c/dialout)."""
+
+TEST_HELP = """\
+Like `telegraf --test`: opens every configured device, reads each once, prints the
+values and exits; no broker and no spool are used. With `gateway.simulate: true`
+the simulator answers. Exit 0 when every device gave a reading, 1 otherwise."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,20 +62,36 @@ def build_parser() -> argparse.ArgumentParser:
             "IoT edge gateway: reads I2C and serial sensors, runs optional on-device "
             "inference, and delivers every reading to an MQTT broker."
         ),
-        epilog="Run 'edge-gateway COMMAND --help' for the options of a command.",
+        epilog=("Run 'edge-gateway COMMAND --help' for the options of a command. "
+                f"-c FILE defaults to {DEFAULT_CONFIG} everywhere."),
     )
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"], help="default: info")
     parser.add_argument("--version", action="version", version=f"edge-gateway {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("run", help="run the gateway in the foreground (what systemd starts)")
-    _add_config(p)
+    p = command(sub, "run", "run the gateway in the foreground (what systemd starts)", RUN_HELP,
+                "  edge-gateway run                        # /etc/edge-gateway/config.yaml\n"
+                "  edge-gateway run -c config/simulator.yaml\n"
+                "  sudo -u edge-gateway edge-gateway run   # by hand, as the service's user\n")
+    add_config(p)
     p.set_defaults(func="gateway.commands.run:main")
 
-    p = sub.add_parser("check", help="validate a config file; exit 2 with one line per problem")
-    _add_config(p)
+    p = command(sub, "check", "validate a config file; exit 2 with one line per problem",
+                CHECK_HELP,
+                "  edge-gateway check\n"
+                "  edge-gateway check -c config/simulator.yaml\n")
+    add_config(p)
     p.set_defaults(func="gateway.commands.check:main")
+
+    p = command(sub, "test", "read every configured device once and print the values",
+                TEST_HELP,
+                "  edge-gateway test                       # the installed config, real hardware\n"
+                "  edge-gateway test -c config/simulator.yaml\n")
+    add_config(p)
+    p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long to wait for each device's first reading (default: 30)")
+    p.set_defaults(func="gateway.commands.test:main")
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func="gateway.commands.version:main")

@@ -24,8 +24,10 @@ def test_simulate_lists_every_chip(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["scan", "--simulate"]) == 0
     out = capsys.readouterr().out
     assert f"bus 1 (simulated): {len(SIM_LAYOUT)} devices" in out
-    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    listing, _, snippet = out.partition("\n\n")
+    lines = {line.split()[0]: line for line in listing.splitlines()[1:]}
     assert sorted(lines) == sorted(f"0x{a:02x}" for a in SIM_LAYOUT.values())
+    assert snippet.startswith("# Ready to paste into the config")
     assert "bme280 (id 0x60 at register 0xd0)" in lines["0x76"]
     assert "bmp280 (id 0x58 at register 0xd0)" in lines["0x77"]
     assert "bh1750 (by address)" in lines["0x23"]
@@ -116,7 +118,8 @@ def test_bad_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_missing_real_bus_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["scan", "--bus", "250"]) == 1
-    assert "cannot open /dev/i2c-250" in capsys.readouterr().err
+    assert ("cannot open /dev/i2c-250: No such file or directory: enable I2C with "
+            "'sudo raspi-config nonint do_i2c 0'") in capsys.readouterr().err
 
 
 def test_real_bus_path_uses_smbus2(mocker: MockerFixture, capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,3 +140,30 @@ def test_command_is_registered_in_the_cli() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "0x76  bme280" in done.stdout
+
+
+def test_snippet_is_a_valid_config_for_the_chips_found(capsys: pytest.CaptureFixture[str]) -> None:
+    """What scan prints after the listing pastes into a config as it is, one device per chip."""
+    import yaml
+
+    from gateway.config import parse_config
+
+    assert cli_main(["scan", "--simulate"]) == 0
+    snippet = capsys.readouterr().out.partition("\n\n")[2]
+    cfg = parse_config("gateway: {id: pasted, simulate: true}\n" + snippet)
+    by_address = {d.address: d.driver for d in cfg.devices}  # type: ignore[attr-defined]
+    assert by_address == {a: d for d, a in SIM_LAYOUT.items() if d not in (
+        "sht4x", "tmp102", "sht3x", "ads1115")} | {
+        0x44: "ina219", 0x45: "ina219", 0x48: "ads1115", 0x49: "ads1115"}
+    # The chip named by its id register has no alternatives; the guesses list theirs.
+    assert "or: sht3x, sht4x" in snippet and "bme280_76" in snippet
+    assert yaml.safe_load(snippet)["devices"][0]["name"] == "bh1750_23"
+
+
+def test_configured_chips_are_not_in_the_snippet(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gateway: {id: s, simulate: true}\n"
+                   "devices:\n  - {name: air, driver: bme280, address: 0x76}\n")
+    assert cli_main(["scan", "-c", str(cfg)]) == 0
+    assert "devices:" not in capsys.readouterr().out  # the only chip is configured

@@ -12,11 +12,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.commands.watch import WatchState, format_age, parse_ts, render
-from tests.support import REPO, GatewayProcess, Mosquitto, write_config
+from gateway.commands.watch import WatchState, format_age, parse_broker, parse_ts, render
+from tests.support import REPO, GatewayProcess, Mosquitto, free_port, write_config
+
+EDGE_GATEWAY = [sys.executable, "-m", "gateway"]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EDGE_GATEWAY, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
 
 
 def test_state_and_render_from_messages() -> None:
@@ -39,12 +47,62 @@ def test_state_and_render_from_messages() -> None:
                         "   reconnects: 2")
     assert lines[2].split() == ["DEVICE", "STATE", "SEQ", "AGE", "VALUES"]
     assert lines[3].split() == ["air", "ok", "17", "2.5s", "temperature_c=21.4", "humidity_pct=40.2"]
-    assert lines[4].split()[:4] == ["soil", "failing", "-", "-"]
+    assert lines[4].split()[:4] == ["soil", "failing", "-", "-"]  # failing: health says why
     assert "(no reading yet)" in lines[4]
     assert lines[5] == "  soil: EREMOTEIO: NACK"
     # Columns line up: the VALUES column starts at the same offset on every row.
     assert lines[2].index("VALUES") == lines[3].index("temperature_c")
     assert "\x1b" not in text
+
+
+def test_no_ok_beside_no_reading_yet() -> None:
+    """Health says "ok" before a reading reached the table: the table says it waits."""
+    st = WatchState("gateway/gh", expected=["air", "co2"])
+    st.update("gateway/gh/health", json.dumps(
+        {"devices": {"air": {"state": "ok"}, "co2": {"state": "ok"}}}).encode())
+    st.update("gateway/gh/air", json.dumps({"seq": 1, "temperature_c": 20.5}).encode())
+    rows = {line.split()[0]: line.split() for line in render(st, width=0).splitlines()[3:]}
+    assert rows["air"][1] == "ok"
+    assert rows["co2"][1] == "waiting" and "(no reading yet)" in " ".join(rows["co2"])
+
+
+def test_rows_fit_the_terminal_width() -> None:
+    st = WatchState("gateway/demo")
+    values = {f"quantity_{i}_pct": 10.0 + i for i in range(12)}
+    st.update("gateway/demo/wide", json.dumps({"seq": 3, **values}).encode())
+    st.update("gateway/demo/long", json.dumps({"seq": 1, "text": "x" * 300}).encode())
+    st.update("gateway/demo/health", json.dumps({"devices": {"wide": {
+        "state": "failing", "last_error": "EREMOTEIO: " + "y" * 200}}}).encode())
+    for width in (50, 80, 120):
+        lines = render(st, width=width).splitlines()
+        assert all(len(line) <= width for line in lines), (width, lines)
+        text = "\n".join(lines)
+        # Wrapped between items, never inside one: every value is there, whole.
+        for k, v in values.items():
+            assert f"{k}={v:g}" in text
+        assert "text=xxx" in text and "…" in text  # an item longer than the room is cut
+        start = lines[2].index("VALUES")
+        cont = [ln for ln in lines if ln.startswith(" " * start + "quantity_")]
+        assert cont  # continuation lines start in the VALUES column
+    assert max(len(line) for line in render(st, width=0).splitlines()) > 300  # not a tty: whole
+
+
+def test_wildcard_prefix_settles_on_the_first_gateway() -> None:
+    st = WatchState("gateway/+")
+    st.update("gateway/gh1/status", b"online")
+    st.update("gateway/gh1/air", json.dumps({"seq": 1, "t_c": 1.0}).encode())
+    st.update("gateway/gh2/air", json.dumps({"seq": 9, "t_c": 2.0}).encode())
+    assert st.prefix == "gateway/gh1" and st.status == "online"
+    assert st.rows["air"].seq == 1 and st.others == {"gateway/gh2"}
+    assert "other gateways on this broker: gateway/gh2" in render(st, width=0)
+
+
+def test_parse_broker() -> None:
+    assert parse_broker("pi.local") == ("pi.local", 1883)
+    assert parse_broker("10.0.0.5:1884") == ("10.0.0.5", 1884)
+    assert parse_broker(":1885") == ("127.0.0.1", 1885)
+    assert parse_broker("[::1]:1886") == ("::1", 1886)
+    assert parse_broker("host:port") is None and parse_broker("h:70000") is None
 
 
 def test_status_offline_and_bad_payloads_are_harmless() -> None:
@@ -73,27 +131,75 @@ devices:
 """)
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "gateway", "watch", "-c", str(cfg), "--once", "--timeout", "60"],
-            capture_output=True, text=True, timeout=120, cwd=REPO,
-        )
+        out = cli("watch", "-c", str(cfg), "--once", "--timeout", "60")
+        # Only the broker: no config, the gateway found under gateway/+.
+        bare = cli("watch", "--broker", f"127.0.0.1:{broker.port}", "--once", "--timeout", "60")
     finally:
         assert gw.stop() == 0, gw.output()
-    assert out.returncode == 0, out.stderr
-    row = next(line for line in out.stdout.splitlines() if line.startswith("air "))
-    assert "temperature_c=23.5" in row and "humidity_pct=41" in row and "pressure_hpa=1009.1" in row
-    assert "gateway: online" in out.stdout
+    for result in (out, bare):
+        assert result.returncode == 0, result.stderr
+        row = next(line for line in result.stdout.splitlines() if line.startswith("air "))
+        assert row.split()[1] == "ok"
+        assert "temperature_c=23.5" in row and "humidity_pct=41" in row and "pressure_hpa=1009.1" in row
+        assert "gateway: online" in result.stdout
+    assert "gateway/watch-test/#" in bare.stdout
 
 
 def test_watch_once_with_broker_override_and_nothing_there(tmp_path: Path, broker: Mosquitto) -> None:
     cfg = write_config(tmp_path / "gw.yaml", "gateway: {id: nobody}\nmqtt: {port: 1}\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "gateway", "watch", "-c", str(cfg), "--once", "--timeout", "2",
-         "--broker", f"127.0.0.1:{broker.port}"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-    )
+    out = cli("watch", "-c", str(cfg), "--once", "--timeout", "2",
+              "--broker", f"127.0.0.1:{broker.port}", timeout=60)
     assert out.returncode == 1
     assert "(waiting for readings...)" in out.stdout
+    # Connected, nothing published: it says so, on stderr.
+    assert "no reading under gateway/nobody/# within 2 s" in out.stderr
+
+
+def test_watch_says_when_the_broker_is_unreachable() -> None:
+    port = free_port()  # nothing listens there
+    out = cli("watch", "--broker", f"127.0.0.1:{port}", "--once", "--timeout", "3", timeout=60)
+    assert out.returncode == 1
+    assert (f"cannot connect to 127.0.0.1:{port}: Connection refused — is the gateway's broker "
+            "running?") in out.stderr, out.stderr
+
+
+def test_watch_live_view_shows_the_connection_problem() -> None:
+    """The live view (not --once) says why nothing arrives instead of waiting silently."""
+    import io
+
+    from gateway.commands.watch import Broker, watch
+
+    port = free_port()
+
+    class Screen(io.StringIO):
+        def write(self, text: str) -> int:
+            n = super().write(text)
+            if "cannot connect" in self.getvalue():
+                raise KeyboardInterrupt  # what Ctrl-C does; the test has seen enough
+            return n
+
+    screen = Screen()
+    assert watch(Broker(port=port), out=screen, interval=0.2) == 0
+    assert f"cannot connect to 127.0.0.1:{port}: Connection refused" in screen.getvalue()
+
+
+def test_unreadable_config_says_what_to_do(tmp_path: Path, mocker: Any,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The installed config is root:edge-gateway 0640; a normal user cannot read it. (Made
+    unreadable by the loader here, as root reads any file.)"""
+    from gateway.cli import main
+    from gateway.config import ConfigError, Problem
+
+    path = "/etc/edge-gateway/config.yaml"
+    mocker.patch("gateway.config.load_config", side_effect=ConfigError(
+        [Problem(path, 0, "(file)", "cannot read: Permission denied")]))
+    assert main(["watch", "-c", path, "--once"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:0: (file): cannot read: Permission denied: run as a member of "
+                          "group edge-gateway")
+    assert "with sudo, or pass --broker HOST[:PORT] [--prefix TOPIC] without -c" in err
+    assert main(["check", "-c", path]) == 2
+    assert "sudo usermod -aG edge-gateway $USER" in capsys.readouterr().err
 
 
 def _alive(pid: int) -> bool:

@@ -1,6 +1,6 @@
 """`make run`: a broker, the gateway on simulated hardware, and a live view.
 
-    python tools/demo.py config/simulator.yaml [--run-dir .run]
+    .venv/bin/python tools/demo.py config/simulator.yaml [--run-dir .run]
 
 1. Starts an MQTT broker on 127.0.0.1: `mosquitto` if installed, else amqtt
    (installed into this venv on first use — a demo convenience only). Port
@@ -169,11 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         glog.close()
         print(f"gateway: pid {gateway.pid}, log {run_dir / 'gateway.log'}", flush=True)
-        from gateway.commands.watch import watch
+        from gateway.commands.watch import Broker, expected_devices, watch
         from gateway.config import load_config
 
         cfg = load_config(cfg_path)
-        watch(cfg, "127.0.0.1", port)
+        watch(Broker.from_config(cfg), expected=expected_devices(cfg))
     except KeyboardInterrupt:
         pass
     finally:

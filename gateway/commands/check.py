@@ -1,4 +1,4 @@
-"""`edge-gateway check -c FILE`: validate only."""
+"""`edge-gateway check [-c FILE]`: validate only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import sys
 
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -18,7 +22,13 @@ def main(args: argparse.Namespace) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{args.config}: ok ({len(cfg.devices)} devices)")
+    from gateway.config.checks import run_warnings
+
+    warnings = [str(w) for w in run_warnings(cfg)]
+    for line in warnings:
+        print(line, file=sys.stderr)
+    extra = f"; {plural(len(warnings), 'warning')} above" if warnings else ""
+    print(f"{args.config}: ok ({plural(len(cfg.devices), 'device')}{extra})")
     return 0
 
 

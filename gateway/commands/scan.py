@@ -168,8 +168,11 @@ def main(args: argparse.Namespace) -> int:
                 bus = SMBus(number)
                 opened = True
             except OSError as exc:
-                print(f"bus {number}: cannot open /dev/i2c-{number}: {exc.strerror or exc}",
-                      file=sys.stderr)
+                from gateway.device_hints import hint
+
+                advice = hint(f"/dev/i2c-{number}", exc.errno)
+                print(f"bus {number}: cannot open /dev/i2c-{number}: {exc.strerror or exc}"
+                      + (f": {advice}" if advice else ""), file=sys.stderr)
                 status = 1
                 continue
         try:
@@ -185,4 +188,25 @@ def main(args: argparse.Namespace) -> int:
         for address in missing:
             names = ", ".join(f"{n} ({d})" for n, d in configured[number][address])
             print(f"  0x{address:02x}  no answer  <- configured: {names}")
+        snippet = config_snippet(number, found)
+        if snippet:
+            print(snippet, end="")
     return status
+
+
+def config_snippet(bus: int, found: list[Found]) -> str:
+    """`devices:` entries for the chips found and not configured, ready to paste."""
+    entries = []
+    for f in found:
+        if not f.chips or f.configured:
+            continue
+        driver, *others = f.chips
+        line = (f"  - {{name: {driver}_{f.address:02x}, driver: {driver}, bus: {bus}, "
+                f"address: 0x{f.address:02x}, interval: 5s}}")
+        if others:
+            line += f"   # by address alone; or: {', '.join(others)}"
+        entries.append(line)
+    if not entries:
+        return ""
+    return ("\n# Ready to paste into the config (rename the devices; keys: docs/config-reference.md):\n"
+            "devices:\n" + "\n".join(entries) + "\n")

@@ -68,3 +68,67 @@ def _importable(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def run_warnings(cfg: Any) -> list[Problem]:
+    """What works for the service but may not for whoever runs `check` (exit status 0):
+    a spool the current user cannot write, device nodes missing or not accessible."""
+    import getpass
+
+    from gateway.config.yamlsource import load_with_lines
+    from gateway.device_hints import check_node
+
+    try:
+        _, smap = load_with_lines(Path(cfg.source).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        smap = None
+
+    def line(*path: str | int) -> int:
+        return smap.line_of(tuple(path)) if smap is not None else 0
+
+    warnings: list[Problem] = []
+    b = cfg.buffer
+    if b.durability != "memory":
+        why = _not_writable(Path(b.path))
+        if why is not None:
+            user = getpass.getuser()
+            warnings.append(Problem(cfg.source, line("buffer", "path"), "buffer.path", (
+                f"warning: {why} for user {user}; `run` would fail here. The service runs as "
+                f"user edge-gateway: run it by hand as that user (sudo -u edge-gateway "
+                f"edge-gateway run -c {cfg.source}) or use a buffer.path you can write")))
+    if not cfg.gateway.simulate:
+        from gateway.config.model import I2CDevice
+
+        seen: set[str] = set()
+        for i, dev in enumerate(cfg.devices):
+            if isinstance(dev, I2CDevice):
+                node, key = f"/dev/i2c-{dev.bus}", "bus"
+            else:
+                port = getattr(dev, "port", None)
+                if not isinstance(port, str):
+                    continue
+                node, key = port, "port"
+            if node in seen:
+                continue
+            seen.add(node)
+            why = check_node(node)
+            if why is not None:
+                where = line("devices", i, key) or line("devices", i)
+                warnings.append(Problem(cfg.source, where, f"devices.{i}.{key}", f"warning: {why}"))
+    return warnings
+
+
+def _not_writable(path: Path) -> str | None:
+    """Why the spool at `path` cannot be created or written by this user, or None."""
+    import os
+
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"{path} is not writable"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create {path} ({parent} is not writable)"
+    return None

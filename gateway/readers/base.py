@@ -72,12 +72,19 @@ class ReaderContext:
 
 
 def describe(exc: BaseException) -> str:
+    """One line for health and the log; with what to do when a device node cannot be
+    opened (I2C not enabled, not in group i2c/dialout)."""
+    from gateway.device_hints import hint_for
+
+    advice = hint_for(exc)
+    tail = f": {advice}" if advice else ""
     if isinstance(exc, OSError) and exc.errno is not None:
         import errno as _errno
 
         name = _errno.errorcode.get(exc.errno, str(exc.errno))
-        return f"{name}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
-    return f"{type(exc).__name__}: {exc}"
+        return (f"{name}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+                + tail)
+    return f"{type(exc).__name__}: {exc}{tail}"
 
 
 class Backoff:
