@@ -508,6 +508,31 @@ def test_announced_keys_are_what_the_driver_reads_from_the_simulated_chip(device
     assert announced == read == set(quantities_for(dev))
 
 
+@pytest.mark.parametrize("sentences", ["[GGA, RMC]", "[GGA]", "[RMC]"])
+def test_announced_gps_keys_are_what_the_decoder_makes_of_the_simulated_receiver(
+        sentences: str) -> None:
+    """A receiver set to send GGA only never gives speed, course or the date."""
+    from gateway.catalog.nmea import NmeaConfig
+    from gateway.protocols.nmea import NmeaDecoder
+    from hardware_sim.serial.gps import GpsSim, nmea_sentence
+
+    cfg = parse_config("gateway: {id: g}\ndevices:\n  - {name: d, driver: nmea, "
+                       f"port: /dev/ttyUSB0, sentences: {sentences}}}\n")
+    dev = cfg.devices[0]
+    assert isinstance(dev, NmeaConfig)
+    kinds = dev.sentences
+    gps = GpsSim("d", sentences=kinds)  # the receiver set as configured (not started: no pty)
+    decoder = NmeaDecoder(sentences=frozenset(kinds))
+    read: set[str] = set()
+    for t in (1_800_000_000.0, 1_800_000_001.0, 1_800_000_002.0):
+        for body in gps.sentences_at(t):
+            for fix in decoder.feed(nmea_sentence(body)):
+                read |= set(fix)
+    announced = {template_key(a.payload) for a in Discovery(cfg).announcements()
+                 if a.topic.startswith("homeassistant/sensor/g_d/")}
+    assert read and announced == read == set(quantities_for(dev))
+
+
 def test_expire_after_follows_interval_and_publish_policy() -> None:
     base = "gateway: {id: g}\ndevices:\n  - {name: a, driver: tmp102, address: 0x48, %s}\n"
     dev = parse_config(base % "interval: 100ms").devices[0]
@@ -559,6 +584,7 @@ SIM_DEVICES = """\
   - {name: soil, driver: tmp102, bus: 1, address: 0x49, interval: 500ms}
   - {name: co2, driver: scd4x, bus: 3, address: 0x62, interval: 5s}
   - {name: gps, driver: nmea, port: /dev/ttyUSB0, sim: {rate_hz: 4}}
+  - {name: gga, driver: nmea, port: /dev/ttyUSB5, sentences: [GGA], sim: {rate_hz: 4}}
   - name: mcu
     driver: lines
     port: /dev/ttyUSB1
@@ -620,6 +646,8 @@ def test_retained_configs_announce_exactly_what_the_simulated_devices_publish(
     assert announced["raw"] == set() and published["raw"]
     assert announced["adc"] == {"ain0_v", "ain1_v"}
     assert announced["air"] == {"temperature_c", "pressure_hpa"}
+    assert announced["gga"] == {"latitude_deg", "longitude_deg", "altitude_m", "fix_quality",
+                                "satellites", "hdop"}
     kv = configs["ha/sensor/gh-1_kv/wind_dir_deg/config"]
     assert (kv["device_class"], kv["state_class"]) == ("wind_direction", "measurement_angle")
 

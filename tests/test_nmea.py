@@ -17,6 +17,7 @@ from gateway.protocols.nmea import (
     decode_gga,
     decode_rmc,
     parse_sentence,
+    with_checksum,
 )
 from hardware_sim.serial import GpsSim
 
@@ -151,3 +152,14 @@ def test_simulated_gps_on_a_real_pty() -> None:
         assert fix["satellites"] == 8
     # It moves: consecutive fixes differ.
     assert len({(f["latitude_deg"], f["longitude_deg"]) for f in fixes}) > 1
+
+
+def test_a_decoder_for_gga_only_ignores_rmc_and_finishes_each_fix_on_gga() -> None:
+    d = NmeaDecoder(sentences=frozenset({"GGA"}))
+    gga = with_checksum("GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+    rmc = with_checksum("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W")
+    assert d.feed(rmc) == []
+    (fix,) = d.feed(gga)  # complete at once: no RMC is expected
+    assert set(fix) == {"latitude_deg", "longitude_deg", "altitude_m", "fix_quality",
+                        "satellites", "hdop"}
+    assert d.counters["ignored"] == 1

@@ -1,10 +1,10 @@
-"""`driver: nmea` — a GPS receiver speaking NMEA 0183 (GGA + RMC) on a serial port."""
+"""`driver: nmea` — a GPS receiver speaking NMEA 0183 (GGA and/or RMC) on a serial port."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gateway.catalog import DeviceSpec
 from gateway.config.model import SerialDevice
@@ -24,15 +24,34 @@ class NmeaConfig(SerialDevice):
     silence_timeout: Duration = Field(
         default=10.0, description="No valid sentence for this long marks the device failing.",
     )
+    sentences: list[Literal["GGA", "RMC"]] = Field(
+        default=["GGA", "RMC"], min_length=1,
+        description="Sentences the receiver sends: GGA (position, altitude, fix quality, "
+        "satellites, HDOP), RMC (position, speed, course, UTC date and time). Others are ignored.",
+    )
+
+    @field_validator("sentences")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("each sentence at most once")
+        return v
 
 
 def _make_reader(cfg: NmeaConfig, ctx: Any) -> Any:
     from gateway.protocols.nmea import NmeaDecoder
     from gateway.readers.serial import StreamReader
 
-    decoder = NmeaDecoder(counters=ctx.health.counters)
+    decoder = NmeaDecoder(counters=ctx.health.counters, sentences=frozenset(cfg.sentences))
     return StreamReader(cfg, ctx, decode=decoder.feed, interval=cfg.interval,
                         max_line=cfg.max_line, silence_timeout=cfg.silence_timeout)
+
+
+def _publishes(cfg: NmeaConfig) -> tuple[str, ...]:
+    from gateway.protocols.nmea import SENTENCE_KEYS
+
+    keys = [k for s in cfg.sentences for k in SENTENCE_KEYS[s]]
+    return tuple(k for k in SPEC.quantities if k in keys)
 
 
 SPEC = DeviceSpec(
@@ -45,4 +64,5 @@ SPEC = DeviceSpec(
     make_reader=_make_reader,
     reference="NMEA 0183 v4.11",
     model="NMEA 0183 GPS receiver",
+    publishes=_publishes,
 )

@@ -203,6 +203,11 @@ def _put(out: dict[str, Any], key: str, value: Any) -> None:
 
 
 DECODERS = {"GGA": decode_gga, "RMC": decode_rmc}
+#: The keys a fix can carry from each sentence (gps_time needs RMC's date).
+SENTENCE_KEYS: dict[str, tuple[str, ...]] = {
+    "GGA": ("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "satellites", "hdop"),
+    "RMC": ("latitude_deg", "longitude_deg", "speed_kn", "course_deg", "gps_time"),
+}
 
 
 @dataclass
@@ -210,11 +215,13 @@ class NmeaDecoder:
     """Turns a stream of sentences into fixes, counting what it rejects.
 
     A receiver sends one sentence of each kind per epoch (same UTC time). A fix
-    is complete when both GGA and RMC of one epoch arrived, or when the next
-    epoch starts (a receiver configured to send only one of them).
+    is complete when every kind in `sentences` of one epoch arrived, or when the
+    next epoch starts (a receiver that sends fewer kinds than configured). Kinds
+    not in `sentences` are ignored, so a fix carries only the keys they give.
     """
 
     counters: dict[str, int] = field(default_factory=dict)
+    sentences: frozenset[str] = frozenset(DECODERS)
     _epoch: str | None = None
     _pending: dict[str, Any] = field(default_factory=dict)
     _kinds: set[str] = field(default_factory=set)
@@ -232,7 +239,7 @@ class NmeaDecoder:
         except NmeaError:
             self._count("malformed")
             return []
-        decoder = DECODERS.get(s.kind)
+        decoder = DECODERS.get(s.kind) if s.kind in self.sentences else None
         if decoder is None:
             self._count("ignored")
             return []
@@ -249,7 +256,7 @@ class NmeaDecoder:
         self._epoch = epoch
         self._kinds.add(s.kind)
         self._pending.update(values)
-        if self._kinds >= set(DECODERS):
+        if self._kinds >= self.sentences:
             out.append(self._finish())
         return out
 

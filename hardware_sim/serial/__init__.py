@@ -33,7 +33,8 @@ def serve_devices(devices: Iterable[Any], link_dir: str | None = None,
     for dev in devices:
         sim = dict(dev.sim or {})
         if dev.driver == "nmea":
-            out[dev.name] = GpsSim(dev.name, sim, link_dir=link_dir).start()
+            out[dev.name] = GpsSim(dev.name, sim, link_dir=link_dir,
+                                   sentences=dev.sentences).start()
         elif dev.driver == "lines":
             fields = [(f.name, f.type) for f in dev.fields]
             out[dev.name] = LinesSim(dev.name, dev.format, fields, dev.delimiter, sim,

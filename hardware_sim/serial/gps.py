@@ -1,4 +1,4 @@
-"""A GPS receiver driving in a circle, sending GGA + RMC once per epoch.
+"""A GPS receiver driving in a circle, sending GGA + RMC (the device's `sentences`) per epoch.
 
 sim settings (all optional):
   rate_hz: 1            epochs per second
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hardware_sim.serial.pty import PtyDevice
@@ -44,7 +44,8 @@ def _coord(value: float, deg_digits: int) -> tuple[str, bool]:
 
 class GpsSim(PtyDevice):
     def __init__(self, name: str, sim: dict[str, Any] | None = None,
-                 clock: Callable[[], float] = time.time, link_dir: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, link_dir: str | None = None,
+                 sentences: Sequence[str] = ("GGA", "RMC")) -> None:
         s = dict(sim or {})
         super().__init__(name, rate_hz=float(s.get("rate_hz", 1.0)), link_dir=link_dir,
                          clock=clock)
@@ -60,6 +61,7 @@ class GpsSim(PtyDevice):
         self.bad_checksum_every = int(s.get("bad_checksum_every", 0))
         self.garbage_every = int(s.get("garbage_every", 0))
         self.partial_every = int(s.get("partial_every", 0))
+        self.kinds = tuple(sentences)  # what the receiver is set to send
         self.t0 = clock()
         self.epochs = 0
         self.sentences = 0
@@ -76,7 +78,7 @@ class GpsSim(PtyDevice):
         return lat, lon, course
 
     def sentences_at(self, t: float) -> list[str]:
-        """The GGA and RMC bodies (without $ and checksum) for Unix time t."""
+        """The bodies (without $ and checksum) of the sentences it sends, for Unix time t."""
         lat, lon, course = self.position(t)
         tm = time.gmtime(t)
         hhmmss = time.strftime("%H%M%S", tm) + f".{int((t % 1) * 100):02d}"
@@ -92,7 +94,7 @@ class GpsSim(PtyDevice):
         else:
             gga = f"{self.talker}GGA,{hhmmss},,,,,0,00,99.9,,M,,M,,"
             rmc = f"{self.talker}RMC,{hhmmss},V,,,,,,,{ddmmyy},,,N"
-        return [gga, rmc]
+        return [body for kind, body in (("GGA", gga), ("RMC", rmc)) if kind in self.kinds]
 
     def tick(self) -> bytes:
         self.epochs += 1
