@@ -545,9 +545,9 @@ def test_expire_after_follows_interval_and_publish_policy() -> None:
     assert expire_after(dev) is None  # unchanged values are never re-sent
 
 
-def ha_config(tmp_path: Path, port: int, devices: str) -> Path:
+def ha_config(tmp_path: Path, port: int, devices: str, gateway_id: str = "gh-1") -> Path:
     return write_config(tmp_path / "gw.yaml", f"""
-gateway: {{id: gh-1, simulate: true}}
+gateway: {{id: {gateway_id}, simulate: true}}
 mqtt: {{host: 127.0.0.1, port: {port}}}
 buffer: {{path: {tmp_path}/spool.db}}
 homeassistant: {{discovery: true, prefix: ha}}
@@ -710,3 +710,34 @@ def test_sighup_reload_reannounces_changed_devices(tmp_path: Path, broker: Mosqu
     body = json.loads(retained(broker.port, "ha/sensor/gh-1_probe/temperature_c/config") or b"{}")
     assert body["state_topic"] == "gateway/gh-1/probe"
     assert retained(broker.port, "ha/sensor/gh-1_soil/temperature_c/config") is None
+
+
+def test_two_gateways_on_one_broker_announce_distinct_devices(tmp_path: Path,
+                                                              broker: Mosquitto) -> None:
+    """Same device names on two gateways: HA gets two devices it can tell apart."""
+    gws = []
+    sub = Subscriber(broker.port, "gateway/+/air").start()
+    try:
+        for gid in ("gh-1", "gh-2"):
+            (tmp_path / gid).mkdir()
+            gws.append(GatewayProcess(ha_config(tmp_path / gid, broker.port, AIR, gid),
+                                      tmp_path / gid / "gw.log").start())
+        # Discovery goes out on connect, before the first reading.
+        assert sub.wait_for(lambda s: s.count("gateway/gh-1/air") and s.count("gateway/gh-2/air"),
+                            timeout=60), [gw.output() for gw in gws]
+    finally:
+        sub.stop()
+        for gw in gws:
+            assert gw.stop() == 0, gw.output()
+    configs = {t: json.loads(p) for t, p in discovery_topics(broker.port, 8).items()}
+    assert len(configs) == 8, sorted(configs)  # 3 air quantities + spool depth, twice
+    by_gw: dict[str, list[dict[str, Any]]] = {"gh-1": [], "gh-2": []}
+    for topic, body in configs.items():
+        gid = body["availability_topic"].split("/")[1]
+        check_payload(topic, body, prefix="ha", status=f"gateway/{gid}/status")
+        by_gw[gid].append(body)
+    for key in ("unique_id", "state_topic"):
+        assert not {b[key] for b in by_gw["gh-1"]} & {b[key] for b in by_gw["gh-2"]}
+    devices = {gid: {b["device"]["name"] for b in bodies} for gid, bodies in by_gw.items()}
+    assert devices == {"gh-1": {"gh-1 air", "edge-gateway gh-1"},
+                       "gh-2": {"gh-2 air", "edge-gateway gh-2"}}
