@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gateway import __version__
+from gateway.logs import setup_logging
 
 EXIT_CONFIG = 2
 #: Where `make install` puts the config; every command's -c defaults to it.
@@ -113,8 +114,6 @@ def _register_optional(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from gateway.logs import setup_logging
-
     setup_logging(args.log_level)
     target = args.func
     if isinstance(target, str):

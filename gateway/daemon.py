@@ -16,18 +16,34 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.catalog import spec_for
-from gateway.config.model import Config, DeviceBase, I2CDevice
+from gateway.config.model import Config, DeviceBase
 from gateway.health import Health
+from gateway.homeassistant import install as install_discovery
 from gateway.mqtt.publisher import Publisher, read_password
 from gateway.outbox import Outbox, open_spool
-from gateway.readers.base import Reader, ReaderContext
-from gateway.readers.i2c import I2CBuses, I2CReader
+from gateway.publish_policy import ChangeFilter
+from gateway.readers.base import PublishFilter, ReaderContext
+from gateway.readers.factory import make_reader
+from gateway.readers.i2c import I2CBuses
+from gateway.readers.runner import DeviceRunner
 from gateway.reading import Reading
+from gateway.service.reload import reload_gateway
+from gateway.service.supervised import Supervised
+
+if TYPE_CHECKING:
+    from hardware_sim.world import SimWorld
 
 log = logging.getLogger("gateway")
+
+
+class Component(Protocol):
+    """An optional part with a lifetime of its own (inference supervisor, metrics server)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Gateway:
@@ -44,27 +60,30 @@ class Gateway:
         self.publisher = Publisher(cfg, self.outbox, self.health, password=read_password(cfg))
         #: Where readers hand their readings (the outbox; the status page taps it).
         self.put: Callable[[Reading], bool] = self.outbox.put
-        self.sim: Any = None
+        self.sim: SimWorld | None = None
         if cfg.gateway.simulate:
+            # The simulator is plugged in here, at the top: nothing below imports it, and
+            # a process that does not simulate never loads it.
             from hardware_sim.world import SimWorld
 
             self.sim = SimWorld.from_config(cfg)
             self.buses = I2CBuses(self.sim.open_bus)
         else:
             self.buses = I2CBuses()
-        self.readers: dict[str, Reader] = {}
+        self.readers: dict[str, DeviceRunner] = {}
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
         self.exit_code = 0
         #: Called by the supervisor loop on each tick (watchdog, status); set by service glue.
-        self.tick_hooks: list[Callable[[Gateway], None]] = []
+        self.tick_hooks: list[Callable[[Supervised], None]] = []
         #: Called once when the stop begins (STOPPING=1 to systemd).
-        self.stop_hooks: list[Callable[[Gateway], None]] = []
+        self.stop_hooks: list[Callable[[Supervised], None]] = []
         #: Extra components with start()/stop() (inference, metrics), stopped in reverse.
-        self.components: list[Any] = []
+        self.components: list[Component] = []
         self._install_ecosystem()
         if cfg.inference.enabled:
+            # Imported only when enabled: it loads multiprocessing (and the worker numpy).
             from gateway.inference.supervisor import InferenceSupervisor
 
             self.components.append(InferenceSupervisor(cfg.inference, ReaderContext(
@@ -73,21 +92,20 @@ class Gateway:
 
     def _install_ecosystem(self) -> None:
         """Home Assistant discovery (a publisher hook) and metrics (a component), if configured."""
-        from gateway.homeassistant import install as install_discovery
-
         install_discovery(self)
         if self.cfg.metrics.listen is not None:
+            # Imported only when configured: it loads prometheus_client.
             from gateway.metrics import MetricsServer
 
             self.components.append(MetricsServer(self))
         if self.cfg.http.listen is not None:
+            # Imported only when configured, like the metrics above.
             from gateway.web.status import StatusPage
 
             self.components.append(StatusPage(self))
 
     # -- building readers ------------------------------------------------------------
-    def make_reader(self, dev: DeviceBase) -> Reader:
-        spec = spec_for(dev.driver)
+    def make_reader(self, dev: DeviceBase) -> DeviceRunner:
         ctx = ReaderContext(
             put=self.put,
             health=self.health.device(dev.name, dev.driver),
@@ -96,17 +114,11 @@ class Gateway:
             resources={"sim": self.sim},
             publish_filter=self._publish_filter(dev),
         )
-        if spec.kind == "i2c":
-            assert isinstance(dev, I2CDevice)
-            return I2CReader(dev, spec, ctx, self.buses)
-        assert spec.make_reader is not None, f"{dev.driver} has no reader"
-        return spec.make_reader(dev, ctx)
+        return make_reader(dev, ctx, self.buses)
 
-    def _publish_filter(self, dev: DeviceBase) -> Any:
+    def _publish_filter(self, dev: DeviceBase) -> PublishFilter | None:
         if dev.publish is None or not dev.publish.on_change:
             return None
-        from gateway.publish_policy import ChangeFilter
-
         return ChangeFilter(dev.publish)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -152,12 +164,7 @@ class Gateway:
         return self.exit_code
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config (see gateway.service.reload when present)."""
-        try:
-            from gateway.service.reload import reload_gateway
-        except ImportError:
-            log.warning("SIGHUP: reload is not supported in this build; ignoring")
-            return
+        """SIGHUP: re-read the config (see gateway.service.reload)."""
         reload_gateway(self)
 
     def stop_readers(self, names: list[str] | None = None, timeout: float = 5.0) -> None:
@@ -202,13 +209,9 @@ class Gateway:
             if not r.alive:
                 problems.append(f"reader {name} is not running")
             elif max_age is not None:
-                # A polled reader beats after each poll, after a failure only when its
-                # backoff (capped, possibly above the interval) has run out, and a serial
-                # reader after each read, which may block for the port's timeout.
-                interval = getattr(r, "interval", 0.0) or 0.0
-                backoff_cap = getattr(getattr(r, "backoff", None), "cap", 0.0) or 0.0
-                io_timeout = getattr(getattr(r, "cfg", None), "timeout", 0.0) or 0.0
-                allowed = max_age + 2 * max(interval, backoff_cap, io_timeout)
+                # Each device says how long it may rightly go without a beat (its
+                # interval, its backoff cap, a blocking read's timeout).
+                allowed = max_age + 2 * r.stall_allowance
                 if now - r.heartbeat > allowed:
                     problems.append(f"reader {name} stuck for {now - r.heartbeat:.0f} s")
         for comp in self.components:

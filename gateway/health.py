@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.reading import format_ts
+
 State = Literal["starting", "ok", "failing", "stopped"]
 
 
@@ -45,8 +47,6 @@ class DeviceHealth:
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    from gateway.reading import format_ts
-
     return format_ts(ts)
 
 

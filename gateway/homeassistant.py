@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
+from gateway.catalog.registry import quantities_for, spec_for
 from gateway.config.model import Config, DeviceBase
 from gateway.quantities import Quantity, field_quantity, quantity, with_precision
 
@@ -57,8 +58,6 @@ _UNIT_PRECISION = {"°C": 1, "°F": 1, "K": 1, "%": 1, "hPa": 1, "Pa": 0, "kPa":
 
 def device_quantities(dev: DeviceBase) -> list[Quantity]:
     """What a device publishes given its config, as Home Assistant should show it."""
-    from gateway.catalog import quantities_for, spec_for
-
     spec = spec_for(dev.driver)
     out: list[Quantity] = []
     if spec.user_fields is not None:
@@ -214,8 +213,6 @@ class Discovery:
         return Announcement(self.topic(node, q.key), body)
 
     def announcements(self) -> list[Announcement]:
-        from gateway.catalog import spec_for
-
         prefix = self.cfg.topic_prefix
         depth = Quantity("spool_depth", None, None, "Spool depth", icon="mdi:tray-full",
                          precision=0)

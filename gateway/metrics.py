@@ -26,6 +26,8 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from gateway.reading import parse_ts
+
 log = logging.getLogger("gateway.metrics")
 
 #: Seconds from a reading's timestamp to the broker's PUBACK.
@@ -73,8 +75,6 @@ def observe_inference(seconds: float) -> None:
 
 def reading_age(payload: bytes, now: float | None = None) -> float | None:
     """Seconds since the `ts` of a reading payload (None if it has none)."""
-    from gateway.commands.watch import parse_ts
-
     # The encoder writes seq then ts first: avoid parsing the whole JSON.
     start = payload.find(b'"ts":"')
     if start < 0:

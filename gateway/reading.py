@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 import math
 import time
@@ -51,3 +52,15 @@ def encode_payload(seq: int, ts: float, values: dict[str, Any]) -> bytes:
             return _encode(body).encode("utf-8")
         parts.append(f'"{key}":{value!r}')
     return (",".join(parts) + "}").encode("utf-8")
+
+
+def parse_ts(text: Any) -> float | None:
+    """`2026-11-25T10:00:00.123Z` -> Unix time (None when absent or malformed)."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    main, _, frac = text[:-1].partition(".")
+    try:
+        secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+        return secs + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return None

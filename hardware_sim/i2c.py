@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.config.sim import set_sim_validator
 from hardware_sim.profiles import Profile, make_profile
 
 I2C_M_RD = 0x0001  # linux/i2c.h
@@ -378,3 +379,8 @@ def make_chip(
 def validate_sim(driver: str, address: int, sim: dict[str, Any] | None) -> None:
     """Raise ValueError if a device's `sim:` block could not build its chip model."""
     make_chip(driver, address, sim, clock=SimClock(fixed=0.0), lively=False)
+
+
+# Plugged into the gateway's config from here (the config cannot import the simulator):
+# once the simulator is loaded, a bad `sim:` block is a config error with its line.
+set_sim_validator(validate_sim)

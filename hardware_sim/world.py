@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from gateway.catalog import spec_for
+from gateway.config.model import Config, DeviceBase, I2CDevice
 from hardware_sim.i2c import SimBus, SimChip, SimClock, make_chip
 
 log = logging.getLogger("hardware_sim")
@@ -26,16 +28,38 @@ class SimWorld:
         self.extras: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, cfg: Any) -> SimWorld:
-        from gateway.catalog import spec_for
-
+    def from_config(cls, cfg: Config) -> SimWorld:
         world = cls()
         for dev in cfg.devices:
-            spec = spec_for(dev.driver)
-            if spec.kind == "i2c":
+            if spec_for(dev.driver).kind == "i2c" and isinstance(dev, I2CDevice):
                 world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
         world.add_serial([d for d in cfg.devices if spec_for(d.driver).kind == "serial"])
         return world
+
+    def add_device(self, dev: DeviceBase) -> None:
+        """A device added or changed by a reload: its chip model or a fresh pty."""
+        kind = spec_for(dev.driver).kind
+        if kind == "i2c" and isinstance(dev, I2CDevice):
+            self.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
+        elif kind == "serial":
+            self.add_serial([dev])  # the reader opens extras[name].path
+
+    def remove_device(self, dev: DeviceBase) -> None:
+        """A device removed or changed by a reload: detach its chip, close its pty."""
+        chip = self.chips.pop(dev.name, None)
+        if chip is not None and isinstance(dev, I2CDevice):
+            bus = self.buses.get(dev.bus)
+            if bus is not None and bus.chips.get(chip.address) is chip:
+                bus.detach(chip.address)
+        extra = self.extras.pop(dev.name, None)
+        if any(other is extra for other in self.extras.values()):
+            return  # a line shared with other devices (Modbus units on one port) stays up
+        close = getattr(extra, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("closing the simulated %s failed", dev.name)
 
     def add_serial(self, devices: list[Any]) -> None:
         """Serve serial devices on real ptys; readers open `extras[name].path`."""

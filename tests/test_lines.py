@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.catalog import spec_for
 from gateway.catalog.lines import LinesConfig
 from gateway.config import ConfigError, parse_config
 from gateway.protocols.lines import FieldSpec, LineDecoder
+from gateway.readers.factory import make_reader
 from hardware_sim.serial import LinesSim
 from tests.serial_support import make_ctx, wait_until
 
@@ -79,9 +79,7 @@ def test_simulated_microcontroller_through_a_real_pty(fmt: str) -> None:
                         "bad_every": 4})
     sim.start()
     ctx, col = make_ctx("mcu", "lines", {"mcu": sim})
-    spec = spec_for("lines")
-    assert spec.make_reader is not None
-    reader = spec.make_reader(cfg, ctx)
+    reader = make_reader(cfg, ctx)
     reader.start()
     try:
         assert col.wait_for(lambda rs: len(rs) >= 5)

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.outbox import Outbox, _Inbox
+from gateway.outbox import Inbox, Outbox
 from gateway.outbox.spool import Message, SqliteSpool
 from gateway.reading import Reading
 
@@ -35,11 +35,11 @@ def values(msgs: list[Message]) -> list[int]:
     return [int(json.loads(m.payload)["v"]) for m in msgs]
 
 
-# -- _Inbox ------------------------------------------------------------------------
+# -- Inbox ------------------------------------------------------------------------
 
 
 def test_inbox_is_a_bounded_fifo() -> None:
-    inbox = _Inbox(3)
+    inbox = Inbox(3)
     assert inbox.get(0.01) is None  # empty: nothing came
     assert inbox.put("a", 0) and inbox.put("b", 0) and inbox.put("c", 0)
     assert len(inbox) == 3
@@ -55,7 +55,7 @@ def test_inbox_is_a_bounded_fifo() -> None:
 
 
 def test_inbox_put_waits_for_room_made_by_take() -> None:
-    inbox = _Inbox(2)
+    inbox = Inbox(2)
     assert inbox.put(1, 0) and inbox.put(2, 0)
     waiting, result = run_in_thread(lambda: inbox.put(3, 30.0), "test-put")
     waiting.join(0.2)
@@ -69,7 +69,7 @@ def test_inbox_put_waits_for_room_made_by_take() -> None:
 
 
 def test_inbox_put_waits_for_room_made_by_get() -> None:
-    inbox = _Inbox(1)
+    inbox = Inbox(1)
     assert inbox.put("x", 0)
     waiting, result = run_in_thread(lambda: inbox.put("y", 30.0), "test-put")
     waiting.join(0.2)
@@ -82,7 +82,7 @@ def test_inbox_put_waits_for_room_made_by_get() -> None:
 
 
 def test_inbox_get_waits_for_a_put() -> None:
-    inbox = _Inbox(4)
+    inbox = Inbox(4)
     getter, result = run_in_thread(lambda: inbox.get(30.0), "test-get")
     getter.join(0.2)
     assert getter.is_alive()

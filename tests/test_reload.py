@@ -189,6 +189,7 @@ def test_changed_serial_device_gets_a_new_simulated_port(tmp_path: Path,
     gw.start()
     try:
         assert sub.wait_for(lambda s: s.count(f"{PREFIX}/gps") >= 5)
+        assert gw.sim is not None
         old_pty = gw.sim.extras["gps"]
         path.write_text(config_text(tmp_path, broker.port, AIR + gps(48.0)))
         assert reload_gateway(gw) is True

@@ -206,6 +206,7 @@ def test_wedged_reader_stops_the_watchdog_pings(
 
     # Test-only fault: the TMP102 model's next bus read blocks until released,
     # the way a driver call stuck in the kernel would.
+    assert gw.sim is not None
     chip = gw.sim.chips["probe"]
     real_read = chip.read
     wedge = threading.Event()

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.catalog import spec_for
 from gateway.catalog.nmea import NmeaConfig
 from gateway.protocols.framer import LineFramer
 from gateway.readers.base import Reader
+from gateway.readers.factory import make_reader
 from hardware_sim.serial import GpsSim
 from tests.serial_support import Collector, make_ctx, wait_until
 
@@ -36,9 +36,7 @@ def gps() -> Iterator[GpsSim]:
 def start_reader(gps: GpsSim, **extra: object) -> tuple[Reader, Collector]:
     cfg = nmea_cfg(**extra)
     ctx, col = make_ctx("gps", "nmea", {"gps": gps})
-    spec = spec_for("nmea")
-    assert spec.make_reader is not None
-    reader = spec.make_reader(cfg, ctx)
+    reader = make_reader(cfg, ctx)
     reader.start()
     return reader, col
 
@@ -233,9 +231,7 @@ def test_without_simulate_the_configured_port_is_opened(gps: GpsSim) -> None:
     cfg = nmea_cfg(port=gps.path)
     ctx, col = make_ctx("gps", "nmea", None)
     assert not ctx.simulate
-    spec = spec_for("nmea")
-    assert spec.make_reader is not None
-    reader = spec.make_reader(cfg, ctx)
+    reader = make_reader(cfg, ctx)
     reader.start()
     try:
         assert col.wait_for(lambda rs: len(rs) >= 2)
@@ -246,9 +242,7 @@ def test_without_simulate_the_configured_port_is_opened(gps: GpsSim) -> None:
 
 def test_missing_simulated_device_is_a_retried_fault_not_a_crash() -> None:
     ctx, _col = make_ctx("gps", "nmea", {})
-    spec = spec_for("nmea")
-    assert spec.make_reader is not None
-    reader = spec.make_reader(nmea_cfg(), ctx)
+    reader = make_reader(nmea_cfg(), ctx)
     reader.start()
     try:
         assert wait_until(lambda: ctx.health.counters.get("open_errors", 0) >= 2)

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from gateway.commands.watch import WatchState, format_age, parse_broker, parse_ts, render
+from gateway.commands.watch import WatchState, format_age, parse_broker, render
+from gateway.reading import parse_ts
 from tests.support import REPO, GatewayProcess, Mosquitto, free_port, write_config
 
 EDGE_GATEWAY = [sys.executable, "-m", "gateway"]

@@ -2,7 +2,8 @@
 
 A typo under `sim:` (an unknown fault, a quantity the chip does not measure, a
 bad profile) is a config error reported by `edge-gateway check`, not a crash
-when the simulator starts.
+when the simulator starts. The check itself is the simulator's, plugged in from
+above (`gateway.config.sim`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from pydantic import ValidationInfo, field_validator
 
 from gateway.config.model import I2CDevice
+from gateway.config.sim import validate_sim
 
 
 class SimulatedI2CDevice(I2CDevice):
@@ -20,8 +22,6 @@ class SimulatedI2CDevice(I2CDevice):
     def _check_sim(cls, v: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         if v is None:
             return v
-        from hardware_sim.i2c import validate_sim
-
         driver = info.data.get("driver")
         if isinstance(driver, str):
             validate_sim(driver, 0x10, v)

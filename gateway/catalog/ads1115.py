@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.ads1115 import ADS1115
 
 FULL_SCALES = (6.144, 4.096, 2.048, 1.024, 0.512, 0.256)  # SBAS444 Config register, PGA
 
@@ -43,9 +44,7 @@ class ADS1115Config(SimulatedI2CDevice):
         return v
 
 
-def _make(bus: Any, cfg: ADS1115Config) -> Any:
-    from gateway.drivers.ads1115 import ADS1115
-
+def _make(bus: Any, cfg: ADS1115Config) -> ADS1115:
     return ADS1115(bus, cfg.address, channels=cfg.channels, full_scale=cfg.full_scale,
                    data_rate=cfg.data_rate)
 

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.aht20 import AHT20
 
 
 class AHT20Config(SimulatedI2CDevice):
@@ -16,9 +17,7 @@ class AHT20Config(SimulatedI2CDevice):
     address: I2CAddress = Field(default=0x38, description="Fixed at 0x38.")
 
 
-def _make(bus: Any, cfg: AHT20Config) -> Any:
-    from gateway.drivers.aht20 import AHT20
-
+def _make(bus: Any, cfg: AHT20Config) -> AHT20:
     return AHT20(bus, cfg.address)
 
 

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.bh1750 import BH1750, counts_to_lux
 
 
 class BH1750Config(SimulatedI2CDevice):
@@ -24,15 +25,11 @@ class BH1750Config(SimulatedI2CDevice):
     )
 
 
-def _make(bus: Any, cfg: BH1750Config) -> Any:
-    from gateway.drivers.bh1750 import BH1750
-
+def _make(bus: Any, cfg: BH1750Config) -> BH1750:
     return BH1750(bus, cfg.address, mode=cfg.mode, mtreg=cfg.mtreg)
 
 
 def _resolution(cfg: BH1750Config) -> dict[str, float]:
-    from gateway.drivers.bh1750 import counts_to_lux
-
     # One count (low resolution mode steps by 4 counts).
     return {"illuminance_lx": counts_to_lux(4 if cfg.mode == "low" else 1, cfg.mode, cfg.mtreg)}
 

@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.model import Section
 from gateway.config.types import I2CAddress
+from gateway.drivers.bme280 import BME280
 
 Oversampling = Literal[0, 1, 2, 4, 8, 16]
 
@@ -27,9 +28,7 @@ class BME280Config(SimulatedI2CDevice):
     iir_filter: Literal[0, 2, 4, 8, 16] = Field(default=0, description="IIR filter coefficient.")
 
 
-def _make(bus: Any, cfg: BME280Config) -> Any:
-    from gateway.drivers.bme280 import BME280
-
+def _make(bus: Any, cfg: BME280Config) -> BME280:
     return BME280(
         bus,
         cfg.address,

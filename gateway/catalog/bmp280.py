@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.model import Section
 from gateway.config.types import I2CAddress
+from gateway.drivers.bmp280 import BMP280
 
 
 class BMP280Oversampling(Section):
@@ -24,9 +25,7 @@ class BMP280Config(SimulatedI2CDevice):
     iir_filter: Literal[0, 2, 4, 8, 16] = Field(default=0, description="IIR filter coefficient.")
 
 
-def _make(bus: Any, cfg: BMP280Config) -> Any:
-    from gateway.drivers.bmp280 import BMP280
-
+def _make(bus: Any, cfg: BMP280Config) -> BMP280:
     return BMP280(bus, cfg.address, oversampling_temperature=cfg.oversampling.temperature,
                   oversampling_pressure=cfg.oversampling.pressure, iir_filter=cfg.iir_filter)
 

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.ina219 import BUS_LSB_V, INA219, SHUNT_LSB_V, calibration
 
 
 class INA219Config(SimulatedI2CDevice):
@@ -31,16 +32,12 @@ class INA219Config(SimulatedI2CDevice):
         return v
 
 
-def _make(bus: Any, cfg: INA219Config) -> Any:
-    from gateway.drivers.ina219 import INA219
-
+def _make(bus: Any, cfg: INA219Config) -> INA219:
     return INA219(bus, cfg.address, shunt_ohms=cfg.shunt_ohms, max_current_a=cfg.max_current_a,
                   bus_range_v=cfg.bus_range_v, shunt_range_v=cfg.shunt_range_v)
 
 
 def _resolution(cfg: INA219Config) -> dict[str, float]:
-    from gateway.drivers.ina219 import BUS_LSB_V, SHUNT_LSB_V, calibration
-
     _, current_lsb = calibration(cfg.max_current_a, cfg.shunt_ohms)
     return {"bus_voltage_v": BUS_LSB_V, "shunt_voltage_v": SHUNT_LSB_V,
             "current_a": current_lsb, "power_w": 20 * current_lsb}  # SBOS448 §8.5.1

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.catalog import DeviceSpec, FieldDeviceClass, UserField
+from gateway.catalog.spec import DeviceSpec, LineStream, UserField
 from gateway.config.model import Section, SerialDevice
-from gateway.config.types import Duration
+from gateway.config.types import Duration, FieldDeviceClass
+from gateway.protocols.lines import FieldSpec, LineDecoder
 from gateway.quantities import check_device_class
 
 _KEY = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -66,9 +67,7 @@ class LinesConfig(SerialDevice):
         return self
 
 
-def field_specs(cfg: LinesConfig) -> list[Any]:
-    from gateway.protocols.lines import FieldSpec
-
+def field_specs(cfg: LinesConfig) -> list[FieldSpec]:
     return [FieldSpec(f.name, f.type, f.unit, f.scale) for f in cfg.fields]
 
 
@@ -80,18 +79,15 @@ def _user_fields(cfg: LinesConfig) -> tuple[UserField, ...]:
         for f in cfg.fields)
 
 
-def _make_reader(cfg: LinesConfig, ctx: Any) -> Any:
-    from gateway.protocols.lines import LineDecoder
-    from gateway.readers.serial import StreamReader
-
-    decoder = LineDecoder(cfg.format, field_specs(cfg), cfg.delimiter, counters=ctx.health.counters)
+def _make_stream(cfg: LinesConfig, counters: dict[str, int]) -> LineStream:
+    decoder = LineDecoder(cfg.format, field_specs(cfg), cfg.delimiter, counters=counters)
 
     def decode(line: bytes) -> list[dict[str, Any]]:
         record = decoder.feed(line)
         return [] if record is None else [record]
 
-    return StreamReader(cfg, ctx, decode=decode, interval=cfg.interval, max_line=cfg.max_line,
-                        silence_timeout=cfg.silence_timeout)
+    return LineStream(decode=decode, interval=cfg.interval, max_line=cfg.max_line,
+                      silence_timeout=cfg.silence_timeout)
 
 
 SPEC = DeviceSpec(
@@ -100,6 +96,6 @@ SPEC = DeviceSpec(
     kind="serial",
     config=LinesConfig,
     quantities=(),  # user-defined
-    make_reader=_make_reader,
+    make_stream=_make_stream,
     user_fields=_user_fields,
 )

@@ -7,12 +7,14 @@ one pymodbus client and one lock, so requests never interleave on the wire.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.catalog import DeviceSpec, FieldDeviceClass, UserField
+from gateway.catalog.spec import DeviceSpec, UserField
 from gateway.config.model import Section, SerialDevice
+from gateway.config.types import FieldDeviceClass
+from gateway.protocols.modbus import RegisterSpec
 from gateway.quantities import check_device_class
 
 _REGISTERS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2}
@@ -74,9 +76,7 @@ class ModbusRtuConfig(SerialDevice):
         return self
 
 
-def register_specs(cfg: ModbusRtuConfig) -> list[Any]:
-    from gateway.protocols.modbus import RegisterSpec
-
+def register_specs(cfg: ModbusRtuConfig) -> list[RegisterSpec]:
     return [RegisterSpec(r.address, r.name, r.type, r.word_order, r.scale, r.offset, r.unit)
             for r in cfg.registers]
 
@@ -89,19 +89,12 @@ def _user_fields(cfg: ModbusRtuConfig) -> tuple[UserField, ...]:
         for r in cfg.registers)
 
 
-def _make_reader(cfg: ModbusRtuConfig, ctx: Any) -> Any:
-    from gateway.readers.serial import ModbusReader
-
-    return ModbusReader(cfg, ctx)
-
-
 SPEC = DeviceSpec(
     driver="modbus_rtu",
     summary="Modbus RTU slave over RS-485 (register map in config)",
     kind="serial",
     config=ModbusRtuConfig,
     quantities=(),  # user-defined
-    make_reader=_make_reader,
     user_fields=_user_fields,
     reference="Modbus Application Protocol v1.1b3; Modbus over Serial Line v1.02",
 )

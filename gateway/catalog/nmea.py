@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.catalog import DeviceSpec
+from gateway.catalog.spec import DeviceSpec, LineStream
 from gateway.config.model import SerialDevice
 from gateway.config.types import Duration
+from gateway.protocols.nmea import SENTENCE_KEYS, NmeaDecoder
 
 
 class NmeaConfig(SerialDevice):
@@ -38,18 +39,13 @@ class NmeaConfig(SerialDevice):
         return v
 
 
-def _make_reader(cfg: NmeaConfig, ctx: Any) -> Any:
-    from gateway.protocols.nmea import NmeaDecoder
-    from gateway.readers.serial import StreamReader
-
-    decoder = NmeaDecoder(counters=ctx.health.counters, sentences=frozenset(cfg.sentences))
-    return StreamReader(cfg, ctx, decode=decoder.feed, interval=cfg.interval,
-                        max_line=cfg.max_line, silence_timeout=cfg.silence_timeout)
+def _make_stream(cfg: NmeaConfig, counters: dict[str, int]) -> LineStream:
+    decoder = NmeaDecoder(counters=counters, sentences=frozenset(cfg.sentences))
+    return LineStream(decode=decoder.feed, interval=cfg.interval, max_line=cfg.max_line,
+                      silence_timeout=cfg.silence_timeout)
 
 
 def _publishes(cfg: NmeaConfig) -> tuple[str, ...]:
-    from gateway.protocols.nmea import SENTENCE_KEYS
-
     keys = [k for s in cfg.sentences for k in SENTENCE_KEYS[s]]
     return tuple(k for k in SPEC.quantities if k in keys)
 
@@ -61,7 +57,7 @@ SPEC = DeviceSpec(
     config=NmeaConfig,
     quantities=("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "satellites",
                 "hdop", "speed_kn", "course_deg", "gps_time"),
-    make_reader=_make_reader,
+    make_stream=_make_stream,
     reference="NMEA 0183 v4.11",
     model="NMEA 0183 GPS receiver",
     publishes=_publishes,

@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
-from gateway.drivers.scd4x import SIGNAL_UPDATE_INTERVAL_S
+from gateway.drivers.scd4x import SIGNAL_UPDATE_INTERVAL_S, SCD4x
 
 
 class SCD4xConfig(SimulatedI2CDevice):
@@ -49,9 +49,7 @@ class SCD4xConfig(SimulatedI2CDevice):
         return self
 
 
-def _make(bus: Any, cfg: SCD4xConfig) -> Any:
-    from gateway.drivers.scd4x import SCD4x
-
+def _make(bus: Any, cfg: SCD4xConfig) -> SCD4x:
     return SCD4x(bus, cfg.address, mode=cfg.mode)
 
 

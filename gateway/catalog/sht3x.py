@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.sht3x import SHT3x
 
 
 class SHT3xConfig(SimulatedI2CDevice):
@@ -19,9 +20,7 @@ class SHT3xConfig(SimulatedI2CDevice):
     )
 
 
-def _make(bus: Any, cfg: SHT3xConfig) -> Any:
-    from gateway.drivers.sht3x import SHT3x
-
+def _make(bus: Any, cfg: SHT3xConfig) -> SHT3x:
     return SHT3x(bus, cfg.address, repeatability=cfg.repeatability)
 
 

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.sht4x import SHT4x
 
 
 class SHT4xConfig(SimulatedI2CDevice):
@@ -19,9 +20,7 @@ class SHT4xConfig(SimulatedI2CDevice):
     )
 
 
-def _make(bus: Any, cfg: SHT4xConfig) -> Any:
-    from gateway.drivers.sht4x import SHT4x
-
+def _make(bus: Any, cfg: SHT4xConfig) -> SHT4x:
     return SHT4x(bus, cfg.address, precision=cfg.precision)
 
 

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.catalog import ChipProbe, DeviceSpec
 from gateway.catalog._i2c import SimulatedI2CDevice
+from gateway.catalog.spec import ChipProbe, DeviceSpec
 from gateway.config.types import I2CAddress
+from gateway.drivers.tmp102 import TMP102
 
 
 class TMP102Config(SimulatedI2CDevice):
@@ -17,9 +18,7 @@ class TMP102Config(SimulatedI2CDevice):
     extended: bool = Field(default=False, description="13-bit extended mode (up to 150 °C).")
 
 
-def _make(bus: Any, cfg: TMP102Config) -> Any:
-    from gateway.drivers.tmp102 import TMP102
-
+def _make(bus: Any, cfg: TMP102Config) -> TMP102:
     return TMP102(bus, cfg.address, extended=cfg.extended)
 
 

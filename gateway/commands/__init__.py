@@ -1,23 +1,46 @@
-"""One module per CLI command; each has `main(args) -> exit code`."""
+"""One module per CLI command; each has `main(args) -> exit code`.
+
+The commands are the top of the house: they load the config, wire the daemon
+and plug the simulator in (`load_or_report` registers its `sim:` check).
+
+This package and the modules whose parsers the CLI registers (scan, watch,
+install, completion, test) import the standard library only at module level:
+`edge-gateway install` runs with the system's python3 before pydantic, paho
+and PyYAML exist (they go into the venv it makes).
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from gateway.cli import DEFAULT_CONFIG
 
 if TYPE_CHECKING:
-    from gateway.config import Problem
     from gateway.config.model import Config
+    from gateway.config.problems import Problem
 
 #: What to do when the installed config cannot be read (it is root:edge-gateway 0640).
 UNREADABLE_HINT = ("run as a member of group edge-gateway (sudo usermod -aG edge-gateway $USER, "
                    "then log in again) or with sudo")
 
 
+def _validate_sim(driver: str, address: int, sim: dict[str, Any]) -> None:
+    # Imported only when a config has a `sim:` block: a production process never loads
+    # the simulator.
+    from hardware_sim.i2c import validate_sim
+
+    validate_sim(driver, address, sim)
+
+
 def load_or_report(path: str, *, unreadable_hint: str = UNREADABLE_HINT) -> Config | None:
     """The validated config, or None after printing one line per problem to stderr."""
-    from gateway.config import ConfigError, load_config
+    # Here, not at the top: the config needs pydantic and PyYAML (see above).
+    from gateway.config.loader import load_config
+    from gateway.config.problems import ConfigError
+    from gateway.config.sim import set_sim_validator
 
+    set_sim_validator(_validate_sim)
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -28,8 +51,6 @@ def load_or_report(path: str, *, unreadable_hint: str = UNREADABLE_HINT) -> Conf
 
 def with_hint(problem: Problem, unreadable_hint: str = UNREADABLE_HINT) -> str:
     """A file-level problem with what to do about it."""
-    from gateway.cli import DEFAULT_CONFIG
-
     text = str(problem)
     if problem.path != "(file)":
         return text

@@ -7,6 +7,10 @@ import sys
 
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
+from gateway.config.checks import run_warnings
+from gateway.service.checks import deep_checks
+
+__all__ = ["deep_checks", "main"]
 
 
 def plural(n: int, word: str) -> str:
@@ -22,18 +26,9 @@ def main(args: argparse.Namespace) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    from gateway.config.checks import run_warnings
-
     warnings = [str(w) for w in run_warnings(cfg)]
     for line in warnings:
         print(line, file=sys.stderr)
     extra = f"; {plural(len(warnings), 'warning')} above" if warnings else ""
     print(f"{args.config}: ok ({plural(len(cfg.devices), 'device')}{extra})")
     return 0
-
-
-def deep_checks(cfg: object) -> list[str]:
-    """Checks beyond the schema (files that must exist, models that must load)."""
-    from gateway.config.checks import run_checks
-
-    return [str(p) for p in run_checks(cfg)]

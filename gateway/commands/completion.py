@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from gateway.cli import build_parser
+
 _BASH = """# bash completion for edge-gateway (eval "$(edge-gateway completion bash)")
 _edge_gateway() {{
     local cur prev cmd
@@ -47,7 +49,5 @@ def script(parser: argparse.ArgumentParser, shell: str = "bash") -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.cli import build_parser
-
     print(script(build_parser(), args.shell), end="")
     return 0

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import sys
 
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
+from gateway.daemon import Gateway
+from gateway.mqtt.publisher import SecretError
+from gateway.outbox.spool import SpoolError
+from gateway.service.watchdog import attach
 
 log = logging.getLogger("gateway")
 
@@ -19,8 +24,6 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     daemon of a dozen mostly idle threads pays RSS for each. Two are plenty for
     threads that wait (same as MALLOC_ARENA_MAX=2). No-op off glibc.
     """
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None)  # the process's own symbols: libc's mallopt on glibc
         return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX (malloc.h)
@@ -34,10 +37,6 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_or_report(args.config)
     if cfg is None:
         return EXIT_CONFIG
-    from gateway.daemon import Gateway
-    from gateway.mqtt.publisher import SecretError
-    from gateway.outbox.spool import SpoolError
-
     try:
         gw = Gateway(cfg)
     except SecretError as exc:
@@ -46,8 +45,6 @@ def main(args: argparse.Namespace) -> int:
     except SpoolError as exc:
         print(f"{args.config}: buffer.path: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    from gateway.service.watchdog import attach
-
     # systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY/STATUS/WATCHDOG/STOPPING; no-op outside it.
     glue = attach(gw)
     return gw.run(glue.tick)

@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.catalog.registry import specs
 from gateway.cli import EXIT_CONFIG
+from gateway.commands import load_or_report
 
 FIRST, LAST = 0x03, 0x77
 READ_PROBE = (range(0x30, 0x38), range(0x50, 0x60))
@@ -66,8 +68,6 @@ def responds(bus: Any, address: int) -> bool:
 
 def identify(bus: Any, address: int) -> tuple[list[str], str]:
     """Candidate drivers for a responding address, and how they were chosen."""
-    from gateway.catalog import specs
-
     by_address: list[str] = []
     for name, spec in sorted(specs().items()):
         probe = spec.probe
@@ -129,8 +129,7 @@ def main(args: argparse.Namespace) -> int:
     configured: dict[int, dict[int, list[tuple[str, str]]]] = {}
     buses: dict[int, Any] = {}
     if args.config:
-        from gateway.commands import load_or_report
-        from gateway.config.model import I2CDevice
+        from gateway.config.model import I2CDevice  # pydantic: not at the top (see gateway.commands)
 
         cfg = load_or_report(args.config)
         if cfg is None:

@@ -13,11 +13,21 @@ import logging
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gateway.catalog.registry import spec_for
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
+from gateway.commands.watch import format_value
+from gateway.config.model import I2CDevice
+from gateway.health import Health
+from gateway.readers.base import Reader, ReaderContext
+from gateway.readers.factory import make_reader
+from gateway.readers.i2c import I2CBuses, I2CReader
 from gateway.reading import Reading
+
+if TYPE_CHECKING:
+    from hardware_sim.world import SimWorld
 
 
 class FirstReadings:
@@ -40,8 +50,6 @@ class FirstReadings:
 
 
 def format_values(values: dict[str, Any]) -> str:
-    from gateway.commands.watch import format_value
-
     return "  ".join(f"{k}={format_value(v)}" for k, v in values.items())
 
 
@@ -51,11 +59,6 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if args.log_level == "info":  # the table says what the readers would log
         logging.getLogger("gateway").setLevel(logging.ERROR)
-    from gateway.catalog import spec_for
-    from gateway.config.model import I2CDevice
-    from gateway.health import Health
-    from gateway.readers.base import Reader, ReaderContext
-    from gateway.readers.i2c import I2CBuses, I2CReader
 
     names = [d.name for d in cfg.devices]
     if not names:
@@ -63,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     sink = FirstReadings(names)
     health = Health()
-    sim: Any = None
+    sim: SimWorld | None = None
     if cfg.gateway.simulate:
         from hardware_sim.world import SimWorld
 
@@ -88,8 +91,7 @@ def main(args: argparse.Namespace) -> int:
                 assert isinstance(dev, I2CDevice)
                 polled.append(I2CReader(dev, spec, ctx, buses))
             else:  # serial devices stream: their reader threads run meanwhile
-                assert spec.make_reader is not None, f"{dev.driver} has no reader"
-                reader = spec.make_reader(dev, ctx)
+                reader = make_reader(dev, ctx)
                 readers.append(reader)
                 reader.start()
         deadline = time.monotonic() + float(args.timeout)

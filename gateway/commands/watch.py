@@ -13,17 +13,21 @@ prefix is `--prefix`, or the first gateway found under `gateway/+`.
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
 import logging
+import os
 import queue
+import shutil
+import socket
 import ssl
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from gateway.cli import EXIT_CONFIG
+from gateway.cli import DEFAULT_CONFIG, EXIT_CONFIG, command
+from gateway.commands import UNREADABLE_HINT, load_or_report
+from gateway.reading import parse_ts
 
 log = logging.getLogger("gateway.watch")
 
@@ -105,18 +109,6 @@ class WatchState:
         row.values = {k: v for k, v in body.items() if k not in ("seq", "ts")}
         row.received = now
         row.count += 1
-
-
-def parse_ts(text: Any) -> float | None:
-    """`2026-11-25T10:00:00.123Z` -> Unix time (None when absent or malformed)."""
-    if not isinstance(text, str) or not text.endswith("Z"):
-        return None
-    main, _, frac = text[:-1].partition(".")
-    try:
-        secs = calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
-        return secs + (float("0." + frac) if frac else 0.0)
-    except ValueError:
-        return None
 
 
 def devices_known(state: WatchState) -> list[str]:
@@ -267,8 +259,6 @@ def expected_devices(cfg: Any) -> list[str]:
 
 def unreachable(b: Broker, timeout: float = 5.0) -> str:
     """Why the broker cannot be reached (paho's failed connect does not say)."""
-    import socket
-
     try:
         with socket.create_connection((b.host, b.port), timeout=timeout):
             pass
@@ -396,8 +386,6 @@ def watch(b: Broker, *, once: bool = False, timeout: float = 15.0, out: TextIO =
 
 
 def _width(out: TextIO) -> int:
-    import shutil
-
     try:
         return shutil.get_terminal_size((120, 24)).columns if out.isatty() else 0
     except (OSError, ValueError):
@@ -421,8 +409,6 @@ or option problem."""
 
 
 def add_parser(sub: Any) -> None:
-    from gateway.cli import DEFAULT_CONFIG, command
-
     p = command(sub, "watch", "show a live table of the readings a gateway publishes", WATCH_HELP,
                 "  edge-gateway watch                          # the installed config's broker\n"
                 "  edge-gateway watch -c config/simulator.yaml\n"
@@ -453,8 +439,6 @@ def parse_broker(text: str) -> tuple[str, int] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.cli import DEFAULT_CONFIG
-    from gateway.commands import UNREADABLE_HINT, load_or_report
     from gateway.mqtt.publisher import SecretError
 
     override = None
@@ -466,11 +450,8 @@ def main(args: argparse.Namespace) -> int:
     path = args.config or DEFAULT_CONFIG
     b: Broker | None = None
     expected: list[str] = []
-    if args.config is None and override is not None:
-        import os
-
-        if not os.access(path, os.R_OK):  # no config needed: the broker alone
-            b = Broker()
+    if args.config is None and override is not None and not os.access(path, os.R_OK):
+        b = Broker()  # no config needed: the broker alone
     if b is None:
         hint = (UNREADABLE_HINT + ", or pass --broker HOST[:PORT] [--prefix TOPIC] without -c")
         cfg = load_or_report(path, unreadable_hint=hint)

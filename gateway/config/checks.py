@@ -1,25 +1,26 @@
-"""Checks `check` runs beyond the schema: referenced files exist and are readable."""
+"""Checks `check` (and a reload) run beyond the schema: referenced files exist.
+
+That an inference model also loads is checked a layer up (`gateway.service.checks`):
+it needs the inference runtime, which the config does not import.
+"""
 
 from __future__ import annotations
 
+import getpass
+import importlib.util
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from gateway.config import Problem
+from gateway.config.model import Config, I2CDevice
+from gateway.config.problems import Problem
+from gateway.config.yamlsource import SourceMap, load_with_lines
+from gateway.device_hints import check_node
 
 
-def run_checks(cfg: Any) -> list[Problem]:
-    from gateway.config.yamlsource import load_with_lines
-
+def run_checks(cfg: Config) -> list[Problem]:
     problems: list[Problem] = []
-    try:
-        text = Path(cfg.source).read_text(encoding="utf-8")
-        _, smap = load_with_lines(text)
-    except (OSError, ValueError):
-        smap = None
-
-    def line(*path: str | int) -> int:
-        return smap.line_of(tuple(path)) if smap is not None else 0
+    line = line_finder(cfg)
 
     def need_file(value: Path | None, *path: str) -> None:
         if value is None:
@@ -53,39 +54,33 @@ def run_checks(cfg: Any) -> list[Problem]:
                                     "required when inference is enabled"))
         else:
             need_file(inf.model, "inference", "model")
-            if Path(inf.model).is_file():
-                from gateway.inference.model import check_model
-
-                why = check_model(Path(inf.model), inf.task)
-                if why is not None:
-                    problems.append(Problem(cfg.source, line("inference", "model"),
-                                            "inference.model", why))
         need_file(inf.labels, "inference", "labels")
     return problems
 
 
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def run_warnings(cfg: Any) -> list[Problem]:
-    """What works for the service but may not for whoever runs `check` (exit status 0):
-    a spool the current user cannot write, device nodes missing or not accessible."""
-    import getpass
-
-    from gateway.config.yamlsource import load_with_lines
-    from gateway.device_hints import check_node
-
+def line_finder(cfg: Config) -> Callable[..., int]:
+    """line(*path): the line of a dotted path in `cfg`'s file (0 if it cannot be read again)."""
+    smap: SourceMap | None
     try:
-        _, smap = load_with_lines(Path(cfg.source).read_text(encoding="utf-8"))
+        text = Path(cfg.source).read_text(encoding="utf-8")
+        _, smap = load_with_lines(text)
     except (OSError, ValueError):
         smap = None
 
     def line(*path: str | int) -> int:
         return smap.line_of(tuple(path)) if smap is not None else 0
 
+    return line
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def run_warnings(cfg: Config) -> list[Problem]:
+    """What works for the service but may not for whoever runs `check` (exit status 0):
+    a spool the current user cannot write, device nodes missing or not accessible."""
+    line = line_finder(cfg)
     warnings: list[Problem] = []
     b = cfg.buffer
     if b.durability != "memory":
@@ -97,8 +92,6 @@ def run_warnings(cfg: Any) -> list[Problem]:
                 f"user edge-gateway: run it by hand as that user (sudo -u edge-gateway "
                 f"edge-gateway run -c {cfg.source}) or use a buffer.path you can write")))
     if not cfg.gateway.simulate:
-        from gateway.config.model import I2CDevice
-
         seen: set[str] = set()
         for i, dev in enumerate(cfg.devices):
             if isinstance(dev, I2CDevice):
@@ -120,8 +113,6 @@ def run_warnings(cfg: Any) -> list[Problem]:
 
 def _not_writable(path: Path) -> str | None:
     """Why the spool at `path` cannot be created or written by this user, or None."""
-    import os
-
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
             return f"{path} is not writable"

@@ -96,3 +96,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected [host:]port such as 127.0.0.1:8080 or 8080, got {value!r}")
     return host, int(port)
+
+
+#: The `device_class` key of a user-defined field (`lines` fields, Modbus registers).
+FieldDeviceClass = Annotated[str | None, Field(
+    max_length=40,
+    description="Home Assistant device class; absent: derived from the unit where that is "
+    "unambiguous (c: temperature, hpa: pressure, v: voltage, hum* in %: humidity, ...); "
+    "none: no device class.",
+)]

@@ -20,6 +20,8 @@ detection boxes are mapped back to whole-frame coordinates.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.inference.image import Roi, as_rgb, crop, resize
-from gateway.inference.runtime import make_interpreter
+from gateway.inference.runtime import RuntimeMissing, make_interpreter
 
 Task = Literal["classification", "detection"]
 FloatArray = npt.NDArray[np.float64]
@@ -225,8 +227,6 @@ class Model:
 
 def check_model(path: Path, task: str = "auto") -> str | None:
     """Why `path` cannot serve as the inference model (one line), or None if it loads."""
-    from gateway.inference.runtime import RuntimeMissing
-
     try:
         with _quiet_stderr():  # the runtime prints an INFO banner from C++ on load
             Model(path, task=task)
@@ -242,9 +242,6 @@ def check_model(path: Path, task: str = "auto") -> str | None:
 @contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence file descriptor 2 (not just sys.stderr) for the duration."""
-    import os
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -22,9 +22,13 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
+
+from gateway.readers.base import describe
 
 #: Exit codes, so the supervisor's log says why a worker ended.
 EXIT_MODEL = 3
@@ -51,8 +55,6 @@ class WorkerSettings:
 
 
 def _describe(exc: BaseException) -> str:
-    from gateway.readers.base import describe
-
     return describe(exc)
 
 
@@ -71,8 +73,8 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
 
 
 def _run(conn: Connection, s: WorkerSettings) -> int:
-    from pathlib import Path
-
+    # Here, in the worker process: the camera and the model load numpy and the
+    # interpreter, which the daemon's process never needs.
     from gateway.inference.camera import CameraError, open_camera
     from gateway.inference.model import Model
 
@@ -96,8 +98,6 @@ def _run(conn: Connection, s: WorkerSettings) -> int:
 
 
 def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from gateway.inference.camera import CameraError
 
     period = 1.0 / s.fps

@@ -8,6 +8,7 @@ exponential backoff. An exception that escapes anyway (a bug) is recorded in
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -15,11 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.drivers import NoNewData
+from gateway.device_hints import hint_for
+from gateway.drivers.errors import DriverError, NoNewData
 from gateway.health import DeviceHealth
 from gateway.reading import Reading
 
 log = logging.getLogger("gateway.readers")
+
+#: Report-on-change: (values, ts) -> the values to publish, or None to skip this reading.
+PublishFilter = Callable[[dict[str, Any], float], dict[str, Any] | None]
 
 
 @dataclass
@@ -33,7 +38,7 @@ class ReaderContext:
     #: Shared resources (the simulator world in simulate mode), keyed by name.
     resources: dict[str, Any] = field(default_factory=dict)
     #: Optional report-on-change filter: returns the values to publish, or None to skip.
-    publish_filter: Callable[[dict[str, Any], float], dict[str, Any] | None] | None = None
+    publish_filter: PublishFilter | None = None
 
     def emit(self, values: dict[str, Any], ts: float | None = None) -> bool:
         """Hand one reading to the outbox (after the publish policy, if any)."""
@@ -74,14 +79,10 @@ class ReaderContext:
 def describe(exc: BaseException) -> str:
     """One line for health and the log; with what to do when a device node cannot be
     opened (I2C not enabled, not in group i2c/dialout)."""
-    from gateway.device_hints import hint_for
-
     advice = hint_for(exc)
     tail = f": {advice}" if advice else ""
     if isinstance(exc, OSError) and exc.errno is not None:
-        import errno as _errno
-
-        name = _errno.errorcode.get(exc.errno, str(exc.errno))
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
         return (f"{name}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
                 + tail)
     return f"{type(exc).__name__}: {exc}{tail}"
@@ -138,6 +139,11 @@ class Reader:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def stall_allowance(self) -> float:
+        """How long this reader may rightly go without a beat (see `DeviceRunner`)."""
+        return 0.0
+
     def _main(self) -> None:
         try:
             self.run_loop()
@@ -174,6 +180,12 @@ class PolledReader(Reader):
         cap = backoff_cap if backoff_cap is not None else max(interval, 0.05)
         self.backoff = Backoff(base=min(0.1, cap), cap=cap)
         self.opened = False
+
+    @property
+    def stall_allowance(self) -> float:
+        # It beats after each poll, after a failure only once its backoff (capped,
+        # possibly above the interval) has run out.
+        return max(self.interval, self.backoff.cap)
 
     def open(self) -> None:
         """Open or initialise the device (may raise; retried with backoff)."""
@@ -239,6 +251,4 @@ class PolledReader(Reader):
 
 
 def _is_device_error(exc: BaseException) -> bool:
-    from gateway.drivers import DriverError
-
     return isinstance(exc, DriverError)

@@ -25,8 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.catalog.modbus_rtu import ModbusRtuConfig, register_specs
+from gateway.catalog.spec import Decode
+
+# ModbusRtuConfig, register_specs
 from gateway.config.model import SerialDevice
 from gateway.protocols.framer import LineFramer
+from gateway.protocols.modbus import crc_ok, decode_map, plan_blocks
 from gateway.readers.base import Backoff, PolledReader, Reader, ReaderContext
 
 log = logging.getLogger("gateway.readers.serial")
@@ -61,9 +66,6 @@ def open_serial(path: str, cfg: SerialDevice) -> Any:
     )
 
 
-Decode = Callable[[bytes], list[dict[str, Any]]]
-
-
 class StreamReader(Reader):
     """Reads a line-oriented serial stream and emits decoded records."""
 
@@ -90,6 +92,12 @@ class StreamReader(Reader):
 
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
+
+    @property
+    def stall_allowance(self) -> float:
+        # It beats after each read, which may block for the port's timeout, and waits
+        # out its backoff while the port is gone.
+        return max(self.interval or 0.0, self.backoff.cap, self.cfg.timeout)
 
     def stop(self) -> None:
         super().stop()
@@ -219,7 +227,7 @@ class SharedPorts:
         self._ports: dict[str, SharedPort] = {}
         self._guard = threading.Lock()
 
-    def acquire(self, path: str, cfg: Any) -> SharedPort:
+    def acquire(self, path: str, cfg: ModbusRtuConfig) -> SharedPort:
         settings = (cfg.baudrate, cfg.bytesize, cfg.parity, cfg.stopbits, cfg.timeout, cfg.retries)
         with self._guard:
             port = self._ports.get(path)
@@ -243,11 +251,9 @@ class SharedPorts:
                     port.client.close()
 
 
-def _new_port(path: str, cfg: Any, settings: tuple[Any, ...]) -> SharedPort:
+def _new_port(path: str, cfg: ModbusRtuConfig, settings: tuple[Any, ...]) -> SharedPort:
     from pymodbus.client import ModbusSerialClient
     from pymodbus.framer import FramerType
-
-    from gateway.protocols.modbus import crc_ok
 
     holder: list[SharedPort] = []
 
@@ -266,8 +272,8 @@ def _new_port(path: str, cfg: Any, settings: tuple[Any, ...]) -> SharedPort:
 
     client = ModbusSerialClient(
         path, framer=FramerType.RTU, baudrate=cfg.baudrate, bytesize=cfg.bytesize,
-        parity=PARITY[cfg.parity], stopbits=cfg.stopbits, timeout=cfg.timeout,
-        retries=cfg.retries, trace_packet=trace,
+        parity=PARITY[cfg.parity], timeout=cfg.timeout, retries=cfg.retries, trace_packet=trace,
+        stopbits=cfg.stopbits,  # type: ignore[arg-type]  # typed int; pyserial takes 1.5 as well
     )
     port = SharedPort(path, settings, client)
     holder.append(port)
@@ -280,10 +286,7 @@ PORTS = SharedPorts()
 class ModbusReader(PolledReader):
     """Polls one slave's register map on its interval."""
 
-    def __init__(self, cfg: Any, ctx: ReaderContext, ports: SharedPorts = PORTS) -> None:
-        from gateway.catalog.modbus_rtu import register_specs
-        from gateway.protocols.modbus import plan_blocks
-
+    def __init__(self, cfg: ModbusRtuConfig, ctx: ReaderContext, ports: SharedPorts = PORTS) -> None:
         super().__init__(cfg.name, ctx, cfg.interval, backoff_cap=max(cfg.interval, 1.0))
         self.cfg = cfg
         self.ports = ports
@@ -296,6 +299,11 @@ class ModbusReader(PolledReader):
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
+
+    @property
+    def stall_allowance(self) -> float:
+        # A request may block for the port's timeout (per retry).
+        return max(super().stall_allowance, self.cfg.timeout)
 
     def open(self) -> None:
         try:
@@ -310,8 +318,6 @@ class ModbusReader(PolledReader):
 
     def poll(self) -> dict[str, Any]:
         from pymodbus.exceptions import ModbusException
-
-        from gateway.protocols.modbus import decode_map
 
         port = self.port
         assert port is not None

@@ -14,14 +14,17 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.config import ConfigError, load_config
+from pydantic import BaseModel
+
+from gateway.config.loader import load_config
 from gateway.config.model import Config, DeviceBase
+from gateway.config.problems import ConfigError
+from gateway.service.checks import deep_checks
 from gateway.service.notify import default_notifier
-
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+from gateway.service.supervised import Supervised
+from gateway.service.watchdog import status_line
 
 log = logging.getLogger("gateway.reload")
 
@@ -31,7 +34,7 @@ RESTART_SECTIONS = ("mqtt", "buffer", "inference", "homeassistant", "metrics")
 RESTART_GATEWAY_KEYS = ("id", "simulate")
 
 
-def reload_gateway(gw: Gateway) -> bool:
+def reload_gateway(gw: Supervised) -> bool:
     """Reload `gw.cfg.source`. True if a new config was applied (even partly)."""
     notifier = default_notifier()
     notifier.reloading("reloading the configuration")
@@ -39,13 +42,11 @@ def reload_gateway(gw: Gateway) -> bool:
     try:
         applied = _reload(gw)
     finally:
-        from gateway.service.watchdog import status_line
-
         notifier.ready(status_line(gw))
     return applied
 
 
-def _reload(gw: Gateway) -> bool:
+def _reload(gw: Supervised) -> bool:
     source = gw.cfg.source
     log.info("SIGHUP: reloading %s", source)
     try:
@@ -55,8 +56,6 @@ def _reload(gw: Gateway) -> bool:
             log.error("reload: %s", p)
         log.error("reload: %s is invalid; still running on the previous configuration", source)
         return False
-    from gateway.commands.check import deep_checks
-
     problems = deep_checks(new)
     if problems:
         for line in problems:
@@ -101,7 +100,7 @@ def _keep_restart_only_parts(old: Config, new: Config) -> Config:
     return new.model_copy(update=update) if update else new
 
 
-def _changed_keys(a: Any, b: Any) -> list[str]:
+def _changed_keys(a: BaseModel | None, b: BaseModel | None) -> list[str]:
     # Names only: values may be secrets (paths are fine, but keep the rule simple).
     if a is None or b is None:
         return ["added" if a is None else "removed"]
@@ -134,7 +133,7 @@ def plan_devices(old: tuple[DeviceBase, ...], new: tuple[DeviceBase, ...]) -> De
     return plan
 
 
-def apply_devices(gw: Gateway, old: Config, new: Config, plan: DevicePlan) -> None:
+def apply_devices(gw: Supervised, old: Config, new: Config, plan: DevicePlan) -> None:
     stopping = [d.name for d in plan.removed + plan.changed if d.name in gw.readers]
     if stopping:
         gw.stop_readers(stopping)
@@ -160,7 +159,7 @@ def apply_devices(gw: Gateway, old: Config, new: Config, plan: DevicePlan) -> No
         log.info("reload: device %s added", dev.name)
 
 
-def _start(gw: Gateway, dev: DeviceBase) -> None:
+def _start(gw: Supervised, dev: DeviceBase) -> None:
     # Built with gw.make_reader, like at start; a device that is absent or broken
     # is retried by its reader, never fails the reload.
     reader = gw.make_reader(dev)
@@ -168,35 +167,11 @@ def _start(gw: Gateway, dev: DeviceBase) -> None:
     reader.start()
 
 
-def _sim_remove(gw: Gateway, dev: DeviceBase) -> None:
-    world = gw.sim
-    if world is None:
-        return
-    chip = world.chips.pop(dev.name, None)
-    if chip is not None:
-        bus = world.buses.get(getattr(dev, "bus", None))
-        if bus is not None and bus.chips.get(chip.address) is chip:
-            bus.detach(chip.address)
-    extra = world.extras.pop(dev.name, None)
-    if any(other is extra for other in world.extras.values()):
-        return  # a line shared with other devices (Modbus units on one port) stays up
-    close = getattr(extra, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            log.exception("reload: closing the simulated %s failed", dev.name)
+def _sim_remove(gw: Supervised, dev: DeviceBase) -> None:
+    if gw.sim is not None:
+        gw.sim.remove_device(dev)
 
 
-def _sim_add(gw: Gateway, dev: DeviceBase) -> None:
-    world = gw.sim
-    if world is None:
-        return
-    from gateway.catalog import spec_for
-    from gateway.config.model import I2CDevice
-
-    kind = spec_for(dev.driver).kind
-    if kind == "i2c" and isinstance(dev, I2CDevice):
-        world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
-    elif kind == "serial" and hasattr(world, "add_serial"):
-        world.add_serial([dev])  # a fresh pty; the reader opens extras[name].path
+def _sim_add(gw: Supervised, dev: DeviceBase) -> None:
+    if gw.sim is not None:
+        gw.sim.add_device(dev)

@@ -13,12 +13,9 @@ publisher answers within the tick by refreshing its heartbeat.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from gateway.service.notify import Notifier, default_notifier
-
-if TYPE_CHECKING:
-    from gateway.daemon import Gateway
+from gateway.service.supervised import Supervised
 
 log = logging.getLogger("gateway.service")
 
@@ -26,7 +23,7 @@ log = logging.getLogger("gateway.service")
 STATUS_TICK = 30.0
 
 
-def status_line(gw: Gateway) -> str:
+def status_line(gw: Supervised) -> str:
     """One line for `systemctl status`: devices, spool depth, broker state."""
     counts = gw.health.counts()
     parts = [f"devices {counts['ok']} ok, {counts['failing']} failing"]
@@ -49,9 +46,9 @@ def status_line(gw: Gateway) -> str:
 
 
 class ServiceGlue:
-    """Registered on a Gateway: `tick` for `Gateway.run(tick)`, hooks for start and stop."""
+    """Registered on a gateway: `tick` for `Gateway.run(tick)`, hooks for start and stop."""
 
-    def __init__(self, gw: Gateway, notifier: Notifier | None = None) -> None:
+    def __init__(self, gw: Supervised, notifier: Notifier | None = None) -> None:
         self.gw = gw
         self.notifier = notifier or default_notifier()
         period = self.notifier.watchdog_period
@@ -74,13 +71,13 @@ class ServiceGlue:
         self.gw.stop_hooks.append(self.on_stop)
         return self
 
-    def on_tick(self, gw: Gateway) -> None:
+    def on_tick(self, gw: Supervised) -> None:
         try:
             self._tick(gw)
         except Exception:
             log.exception("service notification failed")
 
-    def _tick(self, gw: Gateway) -> None:
+    def _tick(self, gw: Supervised) -> None:
         status = status_line(gw)
         if not self._ready_sent:
             self._ready_sent = True
@@ -109,13 +106,13 @@ class ServiceGlue:
             self.notifier.status(status)
             self._last_status = status
 
-    def on_stop(self, gw: Gateway) -> None:
+    def on_stop(self, gw: Supervised) -> None:
         try:
             self.notifier.stopping("stopping: delivering queued readings")
         except Exception:
             log.exception("service notification failed")
 
 
-def attach(gw: Gateway, notifier: Notifier | None = None) -> ServiceGlue:
+def attach(gw: Supervised, notifier: Notifier | None = None) -> ServiceGlue:
     """Wire systemd notifications into `gw`; returns the glue (its `tick` for `gw.run`)."""
     return ServiceGlue(gw, notifier).attach()

@@ -1,0 +1,96 @@
+"""What a catalog entry declares: `DeviceSpec` (and the scan probe of a chip).
+
+Data and pure factories only: a spec names the config model of its `driver:`
+value and how to build the pure driver (I2C) or decoder (line-oriented serial)
+from that config. Which thread runs the device is the readers' business
+(`gateway.readers.factory`), so nothing here imports a reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    # Annotations only: the config package imports the catalog's registry to validate
+    # `devices:`, so importing the config at run time here would close a loop.
+    from gateway.config.model import DeviceBase
+
+
+class I2CDriver(Protocol):
+    """What every I2C driver offers (see DESIGN.md, Driver API)."""
+
+    def read(self) -> dict[str, float]: ...
+
+
+#: Bytes of one line in, the records it holds out (none for a line that is not a record).
+Decode = Callable[[bytes], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class LineStream:
+    """How a line-oriented serial device (read by `StreamReader`) is framed and decoded."""
+
+    decode: Decode
+    #: Publish at most this often (None: every record).
+    interval: float | None
+    #: Longest line kept; longer ones are dropped and counted.
+    max_line: int
+    #: No valid record for this long marks the device failing.
+    silence_timeout: float
+
+
+@dataclass(frozen=True)
+class ChipProbe:
+    """How `edge-gateway scan` recognises a chip."""
+
+    addresses: tuple[int, ...]
+    #: Register holding an id, the values it may hold, and how to read it
+    #: ("byte": read_byte_data; "word_be": 16-bit big-endian block read).
+    id_register: int | None = None
+    id_values: frozenset[int] = field(default_factory=frozenset)
+    id_format: Literal["byte", "word_be"] = "byte"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    driver: str
+    summary: str
+    kind: Literal["i2c", "serial", "virtual"]
+    config: type[DeviceBase]
+    quantities: tuple[str, ...]
+    #: i2c: build the pure driver from an SMBus-like bus and the device's config.
+    make_driver: Callable[[Any, Any], I2CDriver] | None = None
+    #: Line-oriented serial: the framing and decoder for the device's config and its
+    #: health counters (the decoder counts what it rejects there).
+    make_stream: Callable[[Any, dict[str, int]], LineStream] | None = None
+    probe: ChipProbe | None = None
+    #: Datasheet or standard the driver follows.
+    reference: str = ""
+    #: Who makes the chip, and its name (the device as Home Assistant lists it).
+    manufacturer: str | None = None
+    model: str | None = None
+    #: The keys a device publishes given its config (default: all of `quantities`).
+    publishes: Callable[[Any], tuple[str, ...]] | None = None
+    #: User-defined keys (`lines` fields, Modbus registers) with their unit and type.
+    user_fields: Callable[[Any], tuple[UserField, ...]] | None = None
+    #: Smallest step of each quantity given the config (sets the decimals HA shows).
+    resolution: Callable[[Any], dict[str, float]] | None = None
+
+
+@dataclass(frozen=True)
+class UserField:
+    """A key the user defined in the config, as discovery needs it."""
+
+    name: str
+    unit: str | None
+    numeric: bool = True
+    #: Configured `device_class`: None derives it from the unit, "none" turns it off.
+    device_class: str | None = None
+    #: Step of the published value where the config implies one (a register's scale).
+    resolution: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}_{self.unit}" if self.unit else self.name

@@ -1,0 +1,24 @@
+"""A problem with a config file, reported as `FILE:LINE: dotted.path: what is wrong`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems with a config file."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line, p.path))
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -1,0 +1,31 @@
+"""Which reader runs a device: chosen from its catalog entry, built with the daemon's context.
+
+- I2C chips: an `I2CReader` scheduled on its bus's thread (`I2CBuses`).
+- Line-oriented serial devices (the entry has `make_stream`): a `StreamReader`.
+- Modbus RTU slaves: a `ModbusReader` (slaves on one port share its client).
+"""
+
+from __future__ import annotations
+
+from gateway.catalog.modbus_rtu import ModbusRtuConfig
+from gateway.catalog.registry import spec_for
+from gateway.config.model import DeviceBase, I2CDevice, SerialDevice
+from gateway.readers.base import Reader, ReaderContext
+from gateway.readers.i2c import I2CBuses, I2CReader
+from gateway.readers.serial import ModbusReader, StreamReader
+
+
+def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = None) -> Reader:
+    """The reader for `dev` (not started). `buses`: required for I2C devices."""
+    spec = spec_for(dev.driver)
+    if spec.kind == "i2c":
+        if buses is None or not isinstance(dev, I2CDevice):
+            raise ValueError(f"{dev.name}: an I2C device needs the gateway's buses")
+        return I2CReader(dev, spec, ctx, buses)
+    if isinstance(dev, ModbusRtuConfig):
+        return ModbusReader(dev, ctx)
+    if spec.make_stream is not None and isinstance(dev, SerialDevice):
+        stream = spec.make_stream(dev, ctx.health.counters)
+        return StreamReader(dev, ctx, decode=stream.decode, interval=stream.interval,
+                            max_line=stream.max_line, silence_timeout=stream.silence_timeout)
+    raise ValueError(f"{dev.name}: no reader for driver {dev.driver!r}")
