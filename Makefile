@@ -81,6 +81,7 @@ unit: $(STAMP) broker
 test: $(STAMP) broker
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP) broker
