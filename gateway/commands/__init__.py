@@ -36,8 +36,7 @@ def _validate_sim(driver: str, address: int, sim: dict[str, Any]) -> None:
 def load_or_report(path: str, *, unreadable_hint: str = UNREADABLE_HINT) -> Config | None:
     """The validated config, or None after printing one line per problem to stderr."""
     # Here, not at the top: the config needs pydantic and PyYAML (see above).
-    from gateway.config.loader import load_config
-    from gateway.config.problems import ConfigError
+    from gateway.config import ConfigError, load_config
     from gateway.config.sim import set_sim_validator
 
     set_sim_validator(_validate_sim)
