@@ -13,13 +13,13 @@ from gateway.inference.camera import CameraError, ImageFolder, open_camera, read
 from gateway.inference.image import crop, prepare, resize
 from gateway.inference.model import (
     Model,
-    _detection_outputs,
     check_model,
     decode_detections,
     dequantize,
-    quantize_input,
+    detection_outputs,
     read_labels,
 )
+from gateway.inference.preprocess import PRESETS, Normalization, apply_tables, input_tables
 from gateway.inference.runtime import RUNTIME
 from hardware_sim.camera import LABELS, SimCamera, dataset, render
 
@@ -82,7 +82,9 @@ def test_int8_input_is_quantised_with_the_tensor_scale_and_zero_point() -> None:
     assert scale == pytest.approx(1 / 255, rel=1e-3)
     assert zp == -128
     pixels = np.array([[[0, 128, 255]]], dtype=np.uint8)
-    q = quantize_input(pixels, detail)
+    # The model's metadata says p/255 (as it was trained).
+    assert model.plan.normalization == Normalization((0.0,), (255.0,), "metadata")
+    q = apply_tables(pixels, input_tables(detail, model.plan.normalization, 3))
     assert q.dtype == np.int8
     # q = round(p/255/scale + zp), worked by hand: 0 -> -128, 128 -> 0, 255 -> 127.
     assert q.tolist() == [[[-128, 0, 127]]]
@@ -96,18 +98,30 @@ def test_input_tensor_is_the_quantised_frame(path: Path) -> None:
     frame = render(np.random.default_rng(21), 160, 120, "triangle").image
     model.run(frame)
     fed = model.interpreter.get_tensor(model.input["index"])[0]
-    expected = quantize_input(prepare(frame, 64, 64, (0.1, 0.2, 0.9, 0.8)), model.input)
+    real = prepare(frame, 64, 64, (0.1, 0.2, 0.9, 0.8)).astype(np.float64) / 255.0  # metadata
+    if np.dtype(model.input["dtype"]) == np.int8:
+        scale, zp = model.input["quantization"]
+        expected = np.clip(np.rint(real / scale + zp), -128, 127).astype(np.int8)
+    else:
+        expected = real.astype(np.float32)
     assert fed.dtype == expected.dtype
-    assert np.array_equal(fed, expected)
+    assert np.allclose(fed.astype(np.float64), expected.astype(np.float64), atol=1e-6)
 
 
 def test_uint8_and_float_inputs() -> None:
     pixels = np.array([[[0, 51, 255]]], dtype=np.uint8)
-    raw = quantize_input(pixels, {"dtype": np.uint8, "quantization": (0.0078125, 128)})
-    assert raw.tolist() == [[[0, 51, 255]]]  # uint8 models take raw pixels
-    f = quantize_input(pixels, {"dtype": np.float32, "quantization": (0.0, 0)})
+    mobilenet = Normalization(*PRESETS["mobilenet"], "test")
+    u8 = {"dtype": np.uint8, "quantization": (0.0078125, 128)}
+    assert input_tables(u8, None, 3) is None  # uint8 models take raw pixels
+    # ... also when the normalisation is known and the quantisation encodes it (within 1).
+    assert input_tables(u8, mobilenet, 3) is None
+    unit = Normalization(*PRESETS["unit"], "test")
+    f = apply_tables(pixels, input_tables({"dtype": np.float32, "quantization": (0.0, 0)},
+                                          unit, 3))
     assert f.dtype == np.float32
     assert f.tolist()[0][0] == pytest.approx([0.0, 0.2, 1.0])
+    m = apply_tables(pixels, input_tables({"dtype": np.float32}, mobilenet, 3))
+    assert m.tolist()[0][0] == pytest.approx([-1.0, (51 - 127.5) / 127.5, 1.0])
 
 
 def test_int8_output_is_dequantised_like_the_float_model() -> None:
@@ -156,8 +170,11 @@ def test_crop_and_resize() -> None:
     img = np.arange(12 * 8 * 3, dtype=np.uint8).reshape(12, 8, 3)
     assert crop(img, (0.25, 0.5, 0.75, 1.0)).shape == (6, 4, 3)
     assert np.array_equal(crop(img, (0.25, 0.5, 0.75, 1.0)), img[3:9, 4:8])
-    small = resize(img, 6, 4)  # exact 2x downscale samples every second pixel, from 1
+    small = resize(img, 6, 4, "nearest")  # exact 2x: every second pixel, from 1
     assert np.array_equal(small, img[1::2, 1::2])
+    # Bilinear, exact 2x: the source point falls between 2x2 pixels: their mean (within 1).
+    block_mean = img.reshape(6, 2, 4, 2, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(resize(img, 6, 4).astype(np.float64) - block_mean).max() <= 1.0
     grey = np.zeros((10, 10), dtype=np.uint8)
     assert prepare(grey, 5, 5).shape == (5, 5, 3)
 
@@ -198,12 +215,12 @@ def test_detection_outputs_found_by_shape_and_name() -> None:
            {"shape": [1, 10], "name": "TFLite_Detection_PostProcess:1"},
            {"shape": [1, 10], "name": "TFLite_Detection_PostProcess:2"},
            {"shape": [1], "name": "TFLite_Detection_PostProcess:3"}]
-    assert _detection_outputs(tf1) == (0, 1, 2, 3)
+    assert detection_outputs(tf1) == (0, 1, 2, 3)
     tf2 = [{"shape": [1, 10], "name": "detection_scores"},
            {"shape": [1, 10, 4], "name": "detection_boxes"},
            {"shape": [1], "name": "num_detections"},
            {"shape": [1, 10], "name": "detection_classes"}]
-    assert _detection_outputs(tf2) == (1, 3, 0, 2)
+    assert detection_outputs(tf2) == (1, 3, 0, 2)
 
 
 def test_check_model_reports_a_corrupt_file(tmp_path: Path) -> None:
@@ -214,7 +231,7 @@ def test_check_model_reports_a_corrupt_file(tmp_path: Path) -> None:
     assert check_model(INT8) is None
     assert "cannot read" in (check_model(tmp_path / "missing.tflite") or "")
     # A classifier is not a detector: forcing the task is refused clearly.
-    assert "4 outputs" in (check_model(INT8, task="detection") or "")
+    assert "not an SSD detector" in (check_model(INT8, task="detection") or "")
 
 
 # -- the simulated camera --------------------------------------------------------------
@@ -353,4 +370,4 @@ def test_unnamed_detection_outputs_follow_their_declared_positions() -> None:
                 {"shape": [1], "name": "StatefulPartitionedCall_1:3"},
                 {"shape": [1, 1, 4], "name": "StatefulPartitionedCall_1:0"},
                 {"shape": [1, 1], "name": "StatefulPartitionedCall_1:2"}]
-    assert _detection_outputs(shuffled) == (2, 0, 3, 1)
+    assert detection_outputs(shuffled) == (2, 0, 3, 1)

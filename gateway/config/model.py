@@ -7,10 +7,19 @@ loader validates every device against its driver's model.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size, parse_listen
 
@@ -285,6 +294,39 @@ class InferenceSection(Section):
         default=30.0, description="A worker silent this long is replaced."
     )
     max_rss: Size = Field(default=400 * 1024 * 1024, description="Worker memory limit.")
+    preset: Literal["mobilenet", "unit", "imagenet", "raw"] | None = Field(
+        default=None, description="Input normalisation by name: mobilenet (p-127.5)/127.5, "
+        "unit p/255, imagenet per-channel mean/std, raw p. Default: the model's metadata, "
+        "else mobilenet for float input.",
+    )
+    mean: list[float] | None = Field(
+        default=None, description="Input normalisation (p-mean)/std: 1 value or 1 per channel."
+    )
+    std: list[float] | None = Field(default=None, description="See mean; each > 0.")
+    resize: Literal["bilinear", "area", "nearest"] = Field(
+        default="bilinear", description="How frames are scaled to the model input."
+    )
+
+    @model_validator(mode="after")
+    def _normalisation(self) -> InferenceSection:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("inference.mean and inference.std go together")
+        if self.mean is not None and self.preset is not None:
+            raise ValueError("give inference.preset or inference.mean/std, not both")
+        return self
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _per_channel(cls, v: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) not in (1, 3):
+            raise ValueError("1 value, or 3 (R, G, B)")
+        if not all(math.isfinite(x) for x in v):
+            raise ValueError("finite numbers only")
+        if info.field_name == "std" and any(x <= 0 for x in v):
+            raise ValueError("every value must be > 0")
+        return v
 
     @field_validator("roi")
     @classmethod

@@ -9,6 +9,8 @@
 - ``picamera2``: the Raspberry Pi camera stack, when importable (from apt);
 - a directory: an image folder replayed in name order, looping (``.npy``,
   binary ``.ppm``/``.pgm`` with numpy alone; ``.png``/``.jpg`` need OpenCV);
+  a file that cannot be decoded is skipped and counted (`bad_frames`) and not
+  read again until it changes;
 - any other file: a video replayed through OpenCV at its own frame rate,
   skipping the frames that went by while the model was busy.
 
@@ -41,6 +43,8 @@ class CameraError(RuntimeError):
 class Source(Protocol):
     #: Camera frames that went by unseen (a video replayed slower than it plays).
     skipped: int
+    #: Frames that could not be used (undecodable files), skipped and counted.
+    bad_frames: int
 
     def read(self) -> Frame: ...
 
@@ -65,6 +69,7 @@ class SimSource:
 
         self.cam = SimCamera(width=width, height=height, seed=seed, hold=hold)
         self.skipped = 0
+        self.bad_frames = 0
 
     def read(self) -> Frame:
         return self.cam.read().image
@@ -89,6 +94,7 @@ class OpenCVDevice:
         # Keep only the newest frame in the driver: frames are dropped, never queued.
         self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self.skipped = 0
+        self.bad_frames = 0
 
     def read(self) -> Frame:
         ok, bgr = self.cap.read()
@@ -117,6 +123,7 @@ class VideoFile:
         self.started = time.monotonic()
         self.position = 0  # frames consumed since started
         self.skipped = 0
+        self.bad_frames = 0
 
     def read(self) -> Frame:
         # Skip (grab without decoding) the frames that played while we were busy.
@@ -149,6 +156,13 @@ class VideoFile:
 def read_pnm(path: Path) -> Frame:
     """Binary PPM (P6) or PGM (P5), 8 bits per sample (netpbm formats)."""
     data = path.read_bytes()
+    try:
+        return _parse_pnm(path, data)
+    except (IndexError, ValueError) as exc:  # a truncated or garbled header or body
+        raise CameraError(f"{path}: not a readable PPM/PGM ({exc})") from exc
+
+
+def _parse_pnm(path: Path, data: bytes) -> Frame:
     fields: list[bytes] = []
     pos = 0
     while len(fields) < 4:
@@ -185,23 +199,47 @@ def read_image(path: Path) -> Frame:
 
 
 class ImageFolder:
-    """Images in a directory, in name order, looping."""
+    """Images in a directory, in name order, looping.
 
-    def __init__(self, path: Path) -> None:
+    An unreadable or undecodable file is skipped (counted in `bad_frames`, its reason
+    in `last_bad`) and the next one is read in the same call; it is not tried again
+    while its size and modification time stay the same. `position` is the index of
+    the next file, so a restarted worker can go on where the last one stopped.
+    """
+
+    def __init__(self, path: Path, start: int = 0) -> None:
         self.path = path
         self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
             raise CameraError(f"image folder {path} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.index = 0
+        self.position = start % len(self.files)
         self.skipped = 0
+        self.bad_frames = 0
+        self.last_bad: str | None = None
+        self._bad: dict[Path, tuple[int, int]] = {}  # file -> (size, mtime_ns) when it failed
 
     def read(self) -> Frame:
-        p = self.files[self.index % len(self.files)]
-        self.index += 1
-        try:
-            return as_rgb(read_image(p))
-        except (OSError, ValueError) as exc:
-            raise CameraError(f"{p}: {exc}") from exc
+        for _ in range(len(self.files)):
+            p = self.files[self.position]
+            self.position = (self.position + 1) % len(self.files)
+            try:
+                st = p.stat()
+                if self._bad.get(p) == (st.st_size, st.st_mtime_ns):
+                    continue  # known bad and unchanged
+                frame = as_rgb(read_image(p))
+            except (OSError, ValueError, EOFError, IndexError, CameraError) as exc:
+                self.bad_frames += 1
+                self.last_bad = f"{p.name}: {exc}" if p.name not in str(exc) else str(exc)
+                try:
+                    st = p.stat()
+                    self._bad[p] = (st.st_size, st.st_mtime_ns)
+                except OSError:
+                    pass  # gone: it will fail (and be counted) again next time round
+                continue
+            self._bad.pop(p, None)
+            return frame
+        raise CameraError(f"image folder {self.path}: none of its {len(self.files)} images "
+                          f"can be read ({self.last_bad})")
 
     def close(self) -> None:
         """Nothing held open between frames."""
@@ -226,6 +264,7 @@ class PiCamera:
         except (RuntimeError, OSError, IndexError) as exc:
             raise CameraError(f"cannot open the Pi camera: {exc}") from exc
         self.skipped = 0
+        self.bad_frames = 0
 
     def read(self) -> Frame:
         # picamera2's "RGB888" is B, G, R in memory; flip to RGB.
@@ -238,8 +277,10 @@ class PiCamera:
         self.cam.close()
 
 
-def open_camera(spec: str, seed: int = 0) -> Source:
-    """The camera source for an `inference.camera` setting (raises CameraError)."""
+def open_camera(spec: str, seed: int = 0, start: int = 0) -> Source:
+    """The camera source for an `inference.camera` setting (raises CameraError).
+
+    `start`: the position to begin at, for sources that have one (an image folder)."""
     if spec == "sim":
         return SimSource(seed=seed)
     if spec == "picamera2":
@@ -252,7 +293,7 @@ def open_camera(spec: str, seed: int = 0) -> Source:
         return OpenCVDevice(spec)
     path = Path(spec)
     if path.is_dir():
-        return ImageFolder(path)
+        return ImageFolder(path, start)
     if path.is_file():
         return VideoFile(path)
     raise CameraError(f"camera {spec!r}: not sim, picamera2, a /dev/video device, "

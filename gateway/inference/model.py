@@ -1,25 +1,26 @@
 """A loaded TFLite model: frame in, small JSON-ready result out.
 
-Two tasks, told apart by the model's outputs (or `inference.task`):
+Two tasks, told apart by the model's outputs (or `inference.task`), checked at
+load by gateway.inference.validate (a model that does not fit is refused there):
 
 - classification: one output of class scores -> top-k `labels` [{label, score}]
-  at or above the score threshold;
+  at or above the score threshold (scores are probabilities, 0..1: logits get a
+  softmax);
 - detection: the standard SSD postprocess outputs (TFLite_Detection_PostProcess):
   boxes [1,N,4] (ymin, xmin, ymax, xmax, 0..1), classes [1,N], scores [1,N],
   count [1] -> `detections` [{label, score, box}].
 
-Input conventions: a float input gets RGB / 255 (0..1); a uint8 input gets the
-raw pixels (the usual convention of quantised models); an int8 input gets
-RGB / 255 quantised with the tensor's own scale and zero point (what a model
-converted with 0..1 representative data, like ours, expects). Quantised
-outputs are dequantised with their scale and zero point.
-
-With a region of interest only that part of the frame is fed to the model;
-detection boxes are mapped back to whole-frame coordinates.
+Per frame: crop to the region of interest, resize to the model input
+(bilinear by default; `inference.resize`), then convert pixels to input values
+with a 256-entry table per channel (gateway.inference.preprocess: the model's
+normalisation, then its input quantisation; nothing at all for a uint8 model that
+takes raw pixels). Quantised outputs are dequantised with their scale and zero point.
+Detection boxes are mapped back to whole-frame coordinates.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -27,28 +28,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.inference.image import Roi, as_rgb, crop, resize
-from gateway.inference.runtime import RuntimeMissing, make_interpreter
+from gateway.inference.image import ResizeMethod, Roi, as_rgb, crop, resize
+from gateway.inference.preprocess import apply_tables, input_tables, to_grey
+from gateway.inference.runtime import make_interpreter
+from gateway.inference.tflite_file import TfliteInfo, read_tflite
+from gateway.inference.validate import (
+    ModelPlan,
+    ModelProblem,
+    Task,
+    detection_outputs,
+    plan_model,
+    read_labels,
+    validate_model,
+)
 
-Task = Literal["classification", "detection"]
 FloatArray = npt.NDArray[np.float64]
+log = logging.getLogger("gateway.inference")
 
-
-def read_labels(path: Path | None) -> list[str]:
-    """One label per line; blank lines skipped. No file: an empty list (class_N names)."""
-    if path is None:
-        return []
-    return [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+__all__ = ["Model", "ModelProblem", "Result", "check_model", "decode_detections", "dequantize",
+           "detection_outputs", "read_labels", "top_k_labels", "validate_model"]
 
 
 def label_name(labels: list[str], index: int) -> str:
-    return labels[index] if 0 <= index < len(labels) else f"class_{index}"
+    return labels[index] if 0 <= index < len(labels) and labels[index] else f"class_{index}"
 
 
 def dequantize(raw: npt.NDArray[Any], detail: dict[str, Any]) -> FloatArray:
@@ -59,21 +66,15 @@ def dequantize(raw: npt.NDArray[Any], detail: dict[str, Any]) -> FloatArray:
     return raw.astype(np.float64)
 
 
-def quantize_input(pixels: npt.NDArray[np.uint8], detail: dict[str, Any]) -> npt.NDArray[Any]:
-    """Model-sized RGB uint8 -> what the input tensor expects (see module doc)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype == np.uint8:
-        return pixels
-    real = pixels.astype(np.float32) / 255.0
-    if dtype == np.int8:
-        scale, zero_point = detail.get("quantization", (0.0, 0))
-        if not scale:
-            raise ValueError("int8 input without quantisation parameters")
-        q = np.round(real / float(scale) + float(zero_point))
-        return np.clip(q, -128, 127).astype(np.int8)
-    if dtype in (np.float32, np.float16):
-        return real.astype(dtype)
-    raise ValueError(f"unsupported input type {dtype}")
+def as_probabilities(scores: FloatArray, kind: str) -> FloatArray:
+    """Class scores as probabilities 0..1 (see validate: logits get a softmax)."""
+    if kind == "logits":
+        e = np.exp(scores - np.max(scores))
+        out: FloatArray = e / np.sum(e)
+        return out
+    if kind == "log_probabilities":
+        return np.exp(scores)
+    return scores
 
 
 def top_k_labels(scores: FloatArray, labels: list[str], k: int,
@@ -111,32 +112,6 @@ def decode_detections(boxes: npt.ArrayLike, classes: npt.ArrayLike, scores: npt.
     ]
 
 
-def _output_position(name: str) -> int:
-    _, sep, suffix = name.rpartition(":")
-    return int(suffix) if sep and suffix.isdigit() else 0
-
-
-def _detection_outputs(details: list[dict[str, Any]]) -> tuple[int, int, int, int]:
-    """Which output is boxes, classes, scores, count (positions in `details`).
-
-    TF1 exports order them boxes, classes, scores, count; TF2 exports differ.
-    Boxes end in 4 and count has one element; classes vs scores by name when the
-    names say, otherwise in the TF1 order.
-    """
-    boxes = next(i for i, d in enumerate(details) if len(d["shape"]) == 3 and d["shape"][-1] == 4)
-    # count is [1]; classes and scores are [1, N] (N may be 1, so go by rank, not size).
-    count = next(i for i, d in enumerate(details) if len(d["shape"]) <= 1 and i != boxes)
-    rest = [i for i in range(4) if i not in (boxes, count)]
-    names = [str(details[i].get("name", "")).lower() for i in rest]
-    if "class" in names[1] and "class" not in names[0]:
-        rest.reverse()
-    elif not any(w in n for n in names for w in ("class", "score")):
-        # Unnamed outputs ("StatefulPartitionedCall:2", "TFLite_Detection_PostProcess:1"):
-        # the suffix is the position the model declared them in (boxes, classes, scores, count).
-        rest.sort(key=lambda i: _output_position(str(details[i].get("name", ""))))
-    return boxes, rest[0], rest[1], count
-
-
 @dataclass(frozen=True, slots=True)
 class Result:
     inference_ms: float
@@ -147,48 +122,60 @@ class Result:
         return {"inference_ms": self.inference_ms, **self.values}
 
 
+class BadFrame(ValueError):
+    """This frame cannot be used (wrong shape or type, or the model's answer was not
+    finite): skip it and count it; the next frame may be fine."""
+
+
 class Model:
-    """An interpreter plus everything needed to turn a frame into a result."""
+    """An interpreter plus everything needed to turn a frame into a result.
+
+    Raises ModelProblem (a ValueError, one line per problem) when the model does
+    not fit its task or labels, OSError/ValueError when the file cannot be loaded.
+    """
 
     def __init__(self, path: Path, labels: Path | None = None, task: str = "auto",
                  num_threads: int = 1, score_threshold: float = 0.5, top_k: int = 3,
-                 roi: Roi | None = None) -> None:
+                 roi: Roi | None = None, *, preset: str | None = None,
+                 mean: list[float] | None = None, std: list[float] | None = None,
+                 resize: ResizeMethod = "bilinear") -> None:
         self.path = Path(path)
         self.interpreter = make_interpreter(self.path, num_threads)
-        if labels is None and (self.path.parent / "labels.txt").is_file():
-            labels = self.path.parent / "labels.txt"
-        self.labels = read_labels(labels)
+        try:
+            self.info = read_tflite(self.path)
+        except ValueError as exc:
+            # The interpreter accepted the file, so it is a model; only the extras
+            # (metadata, output operators) are unknown. Say so once and carry on.
+            log.warning("%s: cannot read the model's metadata (%s); using the defaults",
+                        self.path, exc)
+            self.info = TfliteInfo()
+        inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+        self.plan: ModelPlan = plan_model(inputs, self.outputs, self.info, model_path=self.path,
+                                          task=task, labels=labels, preset=preset, mean=mean,
+                                          std=std)
+        self.input = inputs[0]
+        self.task: Task = self.plan.task
+        self.height, self.width, self.channels = (self.plan.height, self.plan.width,
+                                                  self.plan.channels)
+        self.labels = self.plan.labels
         self.score_threshold = score_threshold
         self.top_k = top_k
         self.roi = roi
-        inputs = self.interpreter.get_input_details()
-        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4:
-            raise ValueError(f"{self.path}: expected one NHWC image input, got "
-                             f"{[list(d['shape']) for d in inputs]}")
-        self.input = inputs[0]
-        _, self.height, self.width, channels = (int(v) for v in self.input["shape"])
-        if channels != 3:
-            raise ValueError(f"{self.path}: expected an RGB input, got {channels} channels")
-        # quantize_input() of every possible pixel value: indexing this table with a frame
-        # gives the input tensor's values (identical to quantising pixel by pixel).
-        self._lut = quantize_input(np.arange(256, dtype=np.uint8), self.input)
-        self.outputs = self.interpreter.get_output_details()
-        if task == "auto":
-            task = "detection" if len(self.outputs) == 4 else "classification"
-        if task == "detection":
-            if len(self.outputs) != 4:
-                raise ValueError(f"{self.path}: a detection model has 4 outputs "
-                                 f"(boxes, classes, scores, count), this one has "
-                                 f"{len(self.outputs)}")
-            self._det = _detection_outputs(self.outputs)
-        elif task != "classification":
-            raise ValueError(f"unknown task {task!r}")
-        self.task: Task = "detection" if task == "detection" else "classification"
+        self.resize_method: ResizeMethod = resize
+        # Pixel value -> input tensor value, per channel (None: the pixels as they are).
+        self._tables = input_tables(self.input, self.plan.normalization, self.channels)
+        self._input_dtype = np.dtype(self.input["dtype"])
 
     def describe(self) -> str:
-        dt = np.dtype(self.input["dtype"]).name
-        return (f"{self.path.name}: {self.task}, input {self.height}x{self.width}x3 {dt}, "
-                f"{len(self.labels)} labels")
+        dt = self._input_dtype.name
+        norm = (self.plan.normalization.describe() if self.plan.normalization is not None
+                else "raw pixels" if self._input_dtype == np.uint8 else "pixel-128")
+        what = (f"{self.plan.classes} classes, {self.plan.scores}"
+                if self.task == "classification" else "SSD outputs")
+        return (f"{self.path.name}: {self.task} ({what}), input {self.height}x{self.width}x"
+                f"{self.channels} {dt}, {norm}, {self.resize_method} resize, "
+                f"{len(self.labels)} labels ({self.plan.labels_source})")
 
     def run(self, frame: npt.NDArray[Any]) -> Result:
         """Infer on one frame (H x W x 3 RGB uint8; other layouts converted)."""
@@ -196,11 +183,20 @@ class Model:
 
     def prepare(self, frame: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """The input tensor for one frame. Touches no interpreter state, so it may run
-        in another thread while `infer` runs (the worker captures ahead that way)."""
-        # Map pixel values through the 256-entry table on the (small) camera frame, then
-        # resize: one pass each, instead of float arithmetic on the model-sized tensor.
-        src = crop(as_rgb(frame), self.roi)
-        tensor: npt.NDArray[Any] = resize(self._lut[src], self.height, self.width)[None]
+        in another thread while `infer` runs (the worker captures ahead that way).
+
+        Crop, resize, then convert: the pixel conversion touches only the model-sized
+        image. A frame that is not an image raises BadFrame."""
+        try:
+            src = crop(as_rgb(frame), self.roi)
+        except (ValueError, TypeError) as exc:
+            raise BadFrame(f"unusable frame: {exc}") from exc
+        if src.shape[0] < 1 or src.shape[1] < 1:
+            raise BadFrame(f"empty frame {src.shape}")
+        small = resize(src, self.height, self.width, self.resize_method)
+        if self.channels == 1:
+            small = to_grey(small)
+        tensor: npt.NDArray[Any] = apply_tables(small, self._tables)[None]
         return tensor
 
     def infer(self, tensor: npt.NDArray[Any]) -> Result:
@@ -215,28 +211,38 @@ class Model:
         d = self.outputs[i]
         return dequantize(self.interpreter.get_tensor(d["index"]), d)
 
+    def scores(self) -> FloatArray:
+        """Class scores of the last inference, as probabilities (classification)."""
+        raw = self.output(0).reshape(-1)
+        if not np.all(np.isfinite(raw)):
+            raise BadFrame("the model's scores are not finite numbers")
+        return as_probabilities(raw, self.plan.scores)
+
     def decode(self) -> dict[str, Any]:
         if self.task == "classification":
-            return {"labels": top_k_labels(self.output(0), self.labels, self.top_k,
+            return {"labels": top_k_labels(self.scores(), self.labels, self.top_k,
                                            self.score_threshold)}
-        b, c, s, n = self._det
+        assert self.plan.detection is not None
+        b, c, s, n = self.plan.detection
+        boxes, classes, scores, count = (self.output(b), self.output(c), self.output(s),
+                                         self.output(n))
+        if not all(np.all(np.isfinite(x)) for x in (boxes, classes, scores, count)):
+            raise BadFrame("the model's detections are not finite numbers")
         return {"detections": decode_detections(
-            self.output(b), self.output(c), self.output(s), self.output(n), self.labels,
+            boxes, classes, scores, count, self.labels,
             self.score_threshold, self.top_k, self.roi)}
 
 
-def check_model(path: Path, task: str = "auto") -> str | None:
-    """Why `path` cannot serve as the inference model (one line), or None if it loads."""
-    try:
-        with _quiet_stderr():  # the runtime prints an INFO banner from C++ on load
-            Model(path, task=task)
-    except RuntimeMissing as exc:
-        return str(exc)
-    except OSError as exc:
-        return f"cannot read {path}: {exc.strerror or exc}"
-    except ValueError as exc:
-        return " ".join(str(exc).split())  # keep it to one line
-    return None
+def check_model(path: Path, task: str = "auto", labels: Path | None = None, *,
+                preset: str | None = None, mean: list[float] | None = None,
+                std: list[float] | None = None) -> str | None:
+    """Why `path` cannot serve as the inference model (one line), or None if it fits.
+
+    The same checks as a running worker makes (validate_model), with the runtime's
+    C++ banner on stderr silenced."""
+    with _quiet_stderr():
+        problems = validate_model(path, task, labels, preset=preset, mean=mean, std=std)
+    return "; ".join(problems) if problems else None
 
 
 @contextmanager

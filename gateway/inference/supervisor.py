@@ -19,6 +19,7 @@ its process sentinel and a wake-up pipe used by `stop()`: it never polls.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import signal
@@ -60,6 +61,8 @@ def settings_for(cfg: InferenceSection, seed: int = 0) -> WorkerSettings:
         task=cfg.task, num_threads=cfg.num_threads, score_threshold=cfg.score_threshold,
         top_k=cfg.top_k, roi=cfg.roi, camera=cfg.camera, fps=cfg.fps, seed=seed,
         heartbeat_interval=min(1.0, cfg.heartbeat_timeout / 4),
+        preset=cfg.preset, mean=tuple(cfg.mean) if cfg.mean is not None else None,
+        std=tuple(cfg.std) if cfg.std is not None else None, resize=cfg.resize,
     )
 
 
@@ -97,6 +100,8 @@ class InferenceSupervisor:
         self.published = 0
         self.worker_errors = 0
         self.frames_dropped = 0
+        self.bad_frames = 0
+        self.last_bad: str | None = None
         self.last_error: str | None = None
         self.last_result: dict[str, Any] | None = None
         self.heartbeat = time.monotonic()  # of the supervisor thread itself
@@ -107,6 +112,9 @@ class InferenceSupervisor:
         self._last_key: tuple[str, ...] | None = None
         self._last_pub = 0.0
         self._base_dropped = 0
+        self._base_bad = 0
+        #: Where an image folder source was (the next worker starts there).
+        self._camera_position: int | None = None
         self._restart_reason: str | None = None
 
     # -- component API --------------------------------------------------------------
@@ -142,7 +150,8 @@ class InferenceSupervisor:
 
     def counters(self) -> dict[str, int]:
         return {"restarts": self.restarts, "results": self.results, "published": self.published,
-                "worker_errors": self.worker_errors, "frames_dropped": self.frames_dropped}
+                "worker_errors": self.worker_errors, "frames_dropped": self.frames_dropped,
+                "bad_frames": self.bad_frames}
 
     # -- thread -------------------------------------------------------------------------
     def _main(self) -> None:
@@ -196,7 +205,10 @@ class InferenceSupervisor:
 
     def _spawn(self) -> None:
         parent, child = self._mp.Pipe(duplex=True)
-        proc = self._mp.Process(target=worker_main, args=(child, self.settings),
+        settings = self.settings
+        if self._camera_position is not None:  # an image folder goes on where it was
+            settings = dataclasses.replace(settings, camera_start=self._camera_position)
+        proc = self._mp.Process(target=worker_main, args=(child, settings),
                                 name=f"inference-worker-{self.name}", daemon=True)
         proc.start()
         child.close()  # the worker holds its end; ours must go so EOF is seen if it dies
@@ -208,6 +220,7 @@ class InferenceSupervisor:
         self._had_results = False
         self._started_at = self._last_msg = time.monotonic()
         self._base_dropped = self.frames_dropped
+        self._base_bad = self.bad_frames
         log.debug("inference: worker started (pid %s)", proc.pid)
 
     def _drain(self, conn: Connection) -> bool:
@@ -226,7 +239,15 @@ class InferenceSupervisor:
             _, ts, ms, values, stats = msg
             self._on_result(ts, ms, values, stats)
         elif kind == "hb":
-            self.frames_dropped = self._base_dropped + int(msg[1].get("dropped", 0))
+            self._stats(msg[1])
+        elif kind == "bad":
+            _, text, stats = msg
+            self._stats(stats)
+            if text != self.last_bad:  # once per change of reason, not once per frame
+                log.warning("inference %s: frame skipped: %s (%d so far)", self.name, text,
+                            self.bad_frames)
+            self.last_bad = text
+            self.ctx.health.counters.update(self.counters())
         elif kind == "ready":
             self._ready = True
             log.info("inference %s: worker ready (pid %s): %s", self.name, self.worker_pid,
@@ -239,10 +260,16 @@ class InferenceSupervisor:
         else:
             log.warning("inference %s: unexpected message %r", self.name, kind)
 
+    def _stats(self, stats: dict[str, int]) -> None:
+        self.frames_dropped = self._base_dropped + int(stats.get("dropped", 0))
+        self.bad_frames = self._base_bad + int(stats.get("bad", 0))
+        if "position" in stats:
+            self._camera_position = int(stats["position"])
+
     def _on_result(self, ts: float, ms: float, values: dict[str, Any],
                    stats: dict[str, int]) -> None:
         self.results += 1
-        self.frames_dropped = self._base_dropped + int(stats.get("dropped", 0))
+        self._stats(stats)
         self.ctx.health.counters.update(self.counters())
         if not self._had_results:
             self._had_results = True

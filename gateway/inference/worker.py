@@ -6,7 +6,12 @@ only small messages go back to the supervisor over a Pipe:
     ("ready", description)                      model and camera are open
     ("result", ts, inference_ms, values, stats) one per inferred frame
     ("hb", stats)                               alive while waiting between frames
+    ("bad", message, stats)                     a frame was skipped (undecodable file,
+                                                not an image, non-finite model output)
     ("error", where, message)                   then the process exits non-zero
+
+`stats` counts frames, dropped slots, bad frames and, for an image folder, the
+position of the next file (so a replacement worker goes on from there).
 
 The supervisor sends "stop" to end it. The loop paces itself on the monotonic
 clock at the target fps; when a frame takes longer than the frame period the
@@ -50,6 +55,12 @@ class WorkerSettings:
     camera: str = "sim"
     fps: float = 2.0
     seed: int = 0
+    #: Where an image folder starts (the last worker's position, after a restart).
+    camera_start: int = 0
+    preset: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    resize: str = "bilinear"
     #: Send a heartbeat at least this often while idle between frames.
     heartbeat_interval: float = 1.0
 
@@ -81,12 +92,15 @@ def _run(conn: Connection, s: WorkerSettings) -> int:
     try:
         model = Model(Path(s.model), labels=Path(s.labels) if s.labels else None, task=s.task,
                       num_threads=s.num_threads, score_threshold=s.score_threshold,
-                      top_k=s.top_k, roi=s.roi)
+                      top_k=s.top_k, roi=s.roi, preset=s.preset,
+                      mean=list(s.mean) if s.mean is not None else None,
+                      std=list(s.std) if s.std is not None else None,
+                      resize=s.resize)  # type: ignore[arg-type]
     except Exception as exc:  # noqa: BLE001 - any load failure is reported, the supervisor retries
         conn.send(("error", "model", f"cannot load model {s.model}: {_describe(exc)}"))
         return EXIT_MODEL
     try:
-        camera = open_camera(s.camera, seed=s.seed)
+        camera = open_camera(s.camera, seed=s.seed, start=s.camera_start)
     except (CameraError, OSError, ValueError) as exc:
         conn.send(("error", "camera", f"{_describe(exc)}"))
         return EXIT_CAMERA
@@ -99,12 +113,15 @@ def _run(conn: Connection, s: WorkerSettings) -> int:
 
 def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
     from gateway.inference.camera import CameraError
+    from gateway.inference.model import BadFrame
 
     period = 1.0 / s.fps
-    stats = {"frames": 0, "dropped": 0}
+    stats = {"frames": 0, "dropped": 0, "bad": 0}
     due = time.monotonic()
     last_sent = due
     missed = 0  # frame slots that passed while the model was busy
+    bad = 0  # frames skipped in this loop (a source may count its own too)
+    reported = 0  # the source's bad frames already reported
     busy = 0.0  # how long the last invoke() took
     ahead: Future[tuple[float, Any]] | None = None  # the next frame, captured meanwhile
 
@@ -112,10 +129,19 @@ def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
         frame = camera.read()
         return time.time(), model.prepare(frame)
 
+    def update() -> dict[str, int]:
+        stats["dropped"] = missed + int(getattr(camera, "skipped", 0))
+        stats["bad"] = bad + int(getattr(camera, "bad_frames", 0))
+        if hasattr(camera, "position"):
+            stats["position"] = int(camera.position)
+        return dict(stats)
+
     # When the model is the bottleneck (the next slot is due before this inference
     # ends), the next frame is read and prepared in this thread while invoke() runs:
     # invoke() releases the GIL, so capture and preprocessing cost no inference time.
     # A capture error comes back out of the Future; leaving the block stops the thread.
+    # A bad frame (BadFrame: not an image, or a non-finite model output) is skipped and
+    # counted, and its slot is given up; the camera failing (CameraError) ends the worker.
     with ThreadPoolExecutor(1, thread_name_prefix="inference-capture") as capturer:
         while True:
             if ahead is None:
@@ -126,19 +152,32 @@ def _loop(conn: Connection, s: WorkerSettings, model: Any, camera: Any) -> int:
             elif conn.poll(0) and conn.recv() == "stop":
                 return 0
             try:
-                ts, tensor = capture() if ahead is None else ahead.result()
+                if ahead is None:
+                    ts, tensor = capture()
+                else:
+                    pending, ahead = ahead, None
+                    ts, tensor = pending.result()
+                if due + period <= time.monotonic() + busy:
+                    ahead = capturer.submit(capture)
+                result = model.infer(tensor)
+            except BadFrame as exc:
+                bad += 1
+                conn.send(("bad", _describe(exc), update()))
+                last_sent = time.monotonic()
             except (CameraError, OSError, ValueError) as exc:
                 conn.send(("error", "camera", _describe(exc)))
                 return EXIT_CAMERA
-            ahead = None
-            if due + period <= time.monotonic() + busy:
-                ahead = capturer.submit(capture)
-            result = model.infer(tensor)
-            busy = result.inference_ms / 1000.0
-            stats["frames"] += 1
-            stats["dropped"] = missed + int(getattr(camera, "skipped", 0))
-            conn.send(("result", ts, result.inference_ms, result.values, dict(stats)))
-            last_sent = time.monotonic()
+            else:
+                busy = result.inference_ms / 1000.0
+                stats["frames"] += 1
+                conn.send(("result", ts, result.inference_ms, result.values, update()))
+                last_sent = time.monotonic()
+            skipped_files = int(getattr(camera, "bad_frames", 0))
+            if skipped_files > reported:
+                # The source skipped a bad file on its way to a frame: say why (counted
+                # in the stats already).
+                reported = skipped_files
+                conn.send(("bad", str(getattr(camera, "last_bad", "bad frame")), update()))
             # Next slot on the fixed grid; slots that already passed are dropped, not
             # queued (a frame captured ahead stands for the first slot still to come).
             due += period

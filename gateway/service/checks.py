@@ -1,7 +1,7 @@
 """Checks beyond the schema, run by `edge-gateway check` and before a reload applies.
 
 Referenced files must exist (`gateway.config.checks`); an enabled inference
-model must load (`gateway.inference.model.check_model`).
+model must load and fit its task and labels (`gateway.inference.model.check_model`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def deep_checks(cfg: Config) -> list[str]:
         # config without inference never needs.
         from gateway.inference.model import check_model
 
-        why = check_model(Path(inf.model), inf.task)
+        labels = inf.labels if inf.labels is not None and Path(inf.labels).is_file() else None
+        why = check_model(Path(inf.model), inf.task, labels, preset=inf.preset, mean=inf.mean,
+                          std=inf.std)
         if why is not None:
             line = line_finder(cfg)
             problems.append(Problem(cfg.source, line("inference", "model"), "inference.model", why))

@@ -1,0 +1,1 @@
+"""Developer tools (run as scripts: python tools/NAME.py); importable for the tests."""
