@@ -502,3 +502,32 @@ def test_worker_goes_on_past_bad_files_and_a_restart_keeps_the_position(
         assert after == shapes[((position + 1) // 2) % 4]
     finally:
         sup.stop()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("  mean: [127.5]\n", "inference.mean and inference.std go together"),
+    ("  mean: [1, 2]\n  std: [1, 2]\n", "1 value, or 3"),
+    ("  mean: [0]\n  std: [0]\n", "must be > 0"),
+    ("  preset: unit\n  mean: [0]\n  std: [1]\n", "not both"),
+    ("  preset: torch\n", "inference.preset"),
+    ("  resize: cubic\n", "inference.resize"),
+])
+def test_config_refuses_bad_normalisation_settings(tmp_path: Path, extra: str,
+                                                   message: str) -> None:
+    from gateway.config import ConfigError, load_config
+
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(f"gateway:\n  id: x\ninference:\n  enabled: true\n"
+                   f"  model: {REPO / 'models' / 'shapes_int8.tflite'}\n{extra}")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert message in "\n".join(str(p) for p in err.value.problems)
+
+
+def test_config_normalisation_reaches_the_worker() -> None:
+    from gateway.config.model import InferenceSection
+    from gateway.inference.supervisor import settings_for
+
+    s = settings_for(InferenceSection(enabled=True, model=REPO / "models" / "shapes_int8.tflite",
+                                      mean=[1, 2, 3], std=[4, 5, 6], resize="area"))
+    assert (s.mean, s.std, s.resize, s.preset) == ((1, 2, 3), (4, 5, 6), "area", None)

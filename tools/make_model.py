@@ -5,6 +5,8 @@ construction), then writes
 
     models/shapes_float.tflite   float32 in/out, input = RGB / 255
     models/shapes_int8.tflite    int8 in/out (full integer quantisation)
+                                 (both with TFLite metadata: normalisation mean 0,
+                                 std 255, and labels.txt embedded; the detector too)
     models/labels.txt            one label per line, in output order
     models/shapes_detect.tflite  (--detect) SSD-style outputs (boxes, classes,
                                  scores, count; one box) for the same shapes,
@@ -19,7 +21,7 @@ construction), then writes
 TensorFlow is used here and nowhere else: the gateway only needs a TFLite
 runtime (ai-edge-litert). Run it from a separate virtualenv, outside the repo:
 
-    python3 -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu numpy
+    python3 -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu numpy ai-edge-litert
     /tmp/tfvenv/bin/python tools/make_model.py            # ~2-4 min on 2 cores
 
 Nothing is downloaded from a model hub; the seed makes the data reproducible
@@ -41,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from gateway.inference.image import prepare  # noqa: E402
 from hardware_sim.camera import LABELS, dataset  # noqa: E402
+from tools.tflite_build import add_metadata, shapes_metadata  # noqa: E402
 
 INPUT = 64  # model input is INPUT x INPUT x 3
 BENCH_INPUT = 320
@@ -165,7 +168,12 @@ def write_detector(tf: object, out: Path, seed: int, n_train: int, epochs: int) 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]  # type: ignore[attr-defined]
     conv.representative_dataset = representative
     path = out / "shapes_detect.tflite"
-    path.write_bytes(conv.convert())
+    raw = conv.convert()
+    from gateway.inference.validate import detection_outputs
+
+    interp = tf.lite.Interpreter(model_content=raw)  # type: ignore[attr-defined]
+    classes = detection_outputs(interp.get_output_details())[1]
+    path.write_bytes(add_metadata(raw, shapes_metadata(classes)))
     (out / "detect_labels.txt").write_text("".join(f"{label}\n" for label in DETECT_LABELS))
     print(f"{path}: {path.stat().st_size / 1024:.1f} KiB")
     return path
@@ -227,7 +235,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     float_path = args.out / "shapes_float.tflite"
-    float_path.write_bytes(conv.convert())
+    float_path.write_bytes(add_metadata(conv.convert(), shapes_metadata()))
 
     def representative() -> object:
         for i in range(0, 400):
@@ -240,7 +248,7 @@ def main() -> int:
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     int8_path = args.out / "shapes_int8.tflite"
-    int8_path.write_bytes(conv.convert())
+    int8_path.write_bytes(add_metadata(conv.convert(), shapes_metadata()))
 
     (args.out / "labels.txt").write_text("".join(f"{label}\n" for label in LABELS))
 
