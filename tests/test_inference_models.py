@@ -29,7 +29,7 @@ from gateway.inference.image import resize
 from gateway.inference.model import BadFrame, Model, ModelProblem, check_model
 from gateway.inference.tflite_file import BUILTIN_NAMES, parse_tflite, read_tflite
 from gateway.inference.validate import validate_model
-from tools.tflite_build import Metadata, classifier, detector, other
+from tools.tflite_build import SSD_SCALES, Metadata, classifier, detector, other, ssd
 
 REPO = Path(__file__).resolve().parent.parent
 K = 8 * 8 * 3
@@ -278,6 +278,48 @@ def test_detector_outputs_in_either_order(tmp_path: Path, order: str, names: str
         assert g["label"] == labels[int(classes[i])]
         assert abs(g["score"] - scores[i]) <= 0.001
         assert np.allclose(g["box"], boxes[i], atol=2e-4)
+
+
+def test_real_ssd_postprocess_operator_against_the_reference(tmp_path: Path) -> None:
+    # The TFLite_Detection_PostProcess custom operator itself (as in TF1 SSD exports),
+    # with a labelmap whose first line is the background ("???"), embedded.
+    a, c = 3, 2
+    anchors = np.array([[0.2, 0.2, 0.2, 0.2], [0.5, 0.7, 0.2, 0.2], [0.8, 0.3, 0.2, 0.2]],
+                       np.float32)  # far apart: non-max suppression removes nothing
+    rng = np.random.default_rng(17)
+    wb = rng.normal(0, 0.05, (4 * a, K)).astype(np.float32)
+    wc = rng.normal(0, 0.1, (a * (c + 1), K)).astype(np.float32)
+    md = Metadata(n_outputs=4, labels={"labelmap.txt": (1, 3, ["???", "cat", "dog"])})
+    path = write(tmp_path, "ssd.tflite", ssd(wb, wc, anchors, c, max_detections=3,
+                                              metadata=md))
+    model = Model(path, score_threshold=0.3, top_k=10)
+    assert model.plan.classes == 2 and model.labels == ["cat", "dog"]  # background skipped
+    for seed in range(3):
+        img = frame(seed)
+        x = ((img.astype(np.float64) - 127.5) / 127.5).reshape(-1)
+        enc = (wb.astype(np.float64) @ x).reshape(a, 4)
+        prob = sigmoid(wc.astype(np.float64) @ x).reshape(a, c + 1)
+        expected = []
+        for i in range(a):
+            k = int(np.argmax(prob[i, 1:]))
+            yc, xc, h, w = anchors[i].astype(np.float64)
+            cy = enc[i, 0] / SSD_SCALES["y_scale"] * h + yc
+            cx = enc[i, 1] / SSD_SCALES["x_scale"] * w + xc
+            hh = np.exp(enc[i, 2] / SSD_SCALES["h_scale"]) * h
+            ww = np.exp(enc[i, 3] / SSD_SCALES["w_scale"]) * w
+            box = np.clip([cy - hh / 2, cx - ww / 2, cy + hh / 2, cx + ww / 2], 0, 1)
+            expected.append((prob[i, 1 + k], ["cat", "dog"][k], box))
+        expected = sorted((e for e in expected if e[0] >= 0.3), key=lambda e: -e[0])
+        got = model.run(img).values["detections"]
+        assert len(got) == len(expected)
+        for g, (score, label, box) in zip(got, expected, strict=True):
+            assert g["label"] == label and abs(g["score"] - score) <= 0.001
+            assert np.allclose(g["box"], box, atol=2e-4)
+    # A labels file that does not fit the operator's class count is refused.
+    wrong = tmp_path / "coco.txt"
+    wrong.write_text("".join(f"c{i}\n" for i in range(5)))
+    assert validate_model(path, labels=wrong) == [
+        "coco.txt has 5 labels but the model has 2 classes"]
 
 
 def test_detector_label_count_against_its_postprocess_classes() -> None:
@@ -531,3 +573,33 @@ def test_config_normalisation_reaches_the_worker() -> None:
     s = settings_for(InferenceSection(enabled=True, model=REPO / "models" / "shapes_int8.tflite",
                                       mean=[1, 2, 3], std=[4, 5, 6], resize="area"))
     assert (s.mean, s.std, s.resize, s.preset) == ((1, 2, 3), (4, 5, 6), "area", None)
+
+
+def test_non_finite_model_output_is_a_bad_frame_and_the_worker_goes_on(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from gateway.inference.camera import open_camera
+    from gateway.inference.worker import WorkerSettings, _loop
+
+    w = np.full((2, K), np.inf, np.float32)  # inf * pixel: the logits are not numbers
+    path = write(tmp_path, "nan.tflite", classifier(w, np.zeros(2, np.float32), softmax=False))
+    model = Model(path)
+    with pytest.raises(BadFrame, match="not finite"):
+        model.run(frame())
+    parent, child = multiprocessing.Pipe()
+    camera = open_camera("sim")
+    code: list[int] = []
+    loop = threading.Thread(target=lambda: code.append(_loop(
+        child, WorkerSettings(model=str(path), fps=50.0), model, camera)), name="test-loop")
+    loop.start()
+    kinds: list[tuple[Any, ...]] = []
+    try:
+        while sum(m[0] == "bad" for m in kinds) < 3 and parent.poll(30):
+            kinds.append(parent.recv())
+    finally:
+        parent.send("stop")
+        loop.join(30)
+    assert code == [0]  # stopped when told, never crashed
+    bad = [m for m in kinds if m[0] == "bad"]
+    assert len(bad) >= 3 and "not finite" in bad[0][1]
+    assert bad[-1][2]["bad"] >= 3  # counted in the stats the supervisor reads

@@ -58,7 +58,7 @@ class _Graph:
         self.buffers: list[Any] = [S.BufferT()]  # buffer 0: the empty sentinel
         self.tensors: list[Any] = []
         self.ops: list[Any] = []
-        self.codes: list[int] = []
+        self.codes: list[int | tuple[str, str]] = []
 
     def tensor(self, shape: Sequence[int], dtype: str, name: str,
                data: npt.NDArray[Any] | None = None,
@@ -123,6 +123,18 @@ class _Graph:
             self.op(code, [src], [out])
         return out
 
+    def custom(self, name: str, inputs: list[int], outputs: list[int], options: bytes) -> None:
+        code = ("custom", name)
+        if code not in self.codes:
+            self.codes.append(code)  # type: ignore[arg-type]
+        o = S.OperatorT()
+        o.opcodeIndex = self.codes.index(code)  # type: ignore[arg-type]
+        o.inputs = inputs
+        o.outputs = outputs
+        o.customOptions = np.frombuffer(options, dtype=np.uint8)
+        o.customOptionsFormat = S.CustomOptionsFormat.FLEXBUFFERS
+        self.ops.append(o)
+
     def serialize(self, inputs: list[int], outputs: list[int],
                   metadata: Metadata | None = None) -> bytes:
         sg = S.SubGraphT()
@@ -134,8 +146,12 @@ class _Graph:
         codes = []
         for c in self.codes:
             oc = S.OperatorCodeT()
-            oc.builtinCode = c
-            oc.deprecatedBuiltinCode = min(c, 127)
+            if isinstance(c, tuple):  # a custom operator, by name
+                oc.builtinCode = oc.deprecatedBuiltinCode = S.BuiltinOperator.CUSTOM
+                oc.customCode = c[1]
+            else:
+                oc.builtinCode = c
+                oc.deprecatedBuiltinCode = min(c, 127)
             oc.version = 1
             codes.append(oc)
         model.operatorCodes = codes
@@ -312,6 +328,51 @@ def detector(w_boxes: F32, w_scores: F32, classes: Sequence[float], *, order: st
     count = g.reshape(g.dense(flat, np.zeros((1, k), np.float32), np.array([n], np.float32),
                               "count_dense"), [1], tf1_names[3])
     outs = [boxes, cls, scores, count] if order == "tf1" else [scores, boxes, count, cls]
+    return g.serialize([x], outs, metadata)
+
+
+#: TFLite_Detection_PostProcess scales (the usual SSD values).
+SSD_SCALES = {"y_scale": 10.0, "x_scale": 10.0, "h_scale": 5.0, "w_scale": 5.0}
+
+
+def ssd(w_boxes: F32, w_classes: F32, anchors: F32, num_classes: int, *,
+        max_detections: int = 10, score_threshold: float = 0.01,
+        size: tuple[int, int] = (8, 8), metadata: Metadata | None = None) -> bytes:
+    """A real SSD head: the TFLite_Detection_PostProcess custom operator (what TF1
+    object-detection exports end in) on box encodings and class scores from one
+    flattened float image x:
+
+    box_encodings = (x @ w_boxes.T).reshape(1, A, 4)   (ty, tx, th, tw per anchor)
+    class_scores = sigmoid(x @ w_classes.T).reshape(1, A, num_classes + 1)  (0: background)
+
+    anchors [A, 4] are (ycenter, xcenter, h, w). Fast (not regular) NMS, one class
+    per detection; outputs boxes, classes, scores, count, named as TF1 exports do.
+    """
+    from flatbuffers import flexbuffers
+
+    h, w = size
+    k = h * w * 3
+    a = anchors.shape[0]
+    assert w_boxes.shape == (4 * a, k) and w_classes.shape == (a * (num_classes + 1), k)
+    g = _Graph()
+    x = g.tensor([1, h, w, 3], "float32", "image")
+    flat = g.reshape(x, [1, k], "flat")
+    enc = g.reshape(g.dense(flat, w_boxes, np.zeros(4 * a, np.float32), "box_dense"),
+                    [1, a, 4], "box_encodings")
+    logits = g.dense(flat, w_classes, np.zeros(a * (num_classes + 1), np.float32), "cls_dense")
+    probs = g.unary(S.BuiltinOperator.LOGISTIC, logits, [1, a * (num_classes + 1)], "cls_sigmoid")
+    cls = g.reshape(probs, [1, a, num_classes + 1], "class_predictions")
+    anc = g.tensor([a, 4], "float32", "anchors", anchors.astype(np.float32))
+    d = max_detections
+    names = ["TFLite_Detection_PostProcess"] + [f"TFLite_Detection_PostProcess:{i}"
+                                                for i in (1, 2, 3)]
+    outs = [g.tensor([1, d, 4], "float32", names[0]), g.tensor([1, d], "float32", names[1]),
+            g.tensor([1, d], "float32", names[2]), g.tensor([1], "float32", names[3])]
+    options = flexbuffers.Dumps({
+        "max_detections": d, "max_classes_per_detection": 1, "detections_per_class": 100,
+        "use_regular_nms": False, "nms_score_threshold": float(score_threshold),
+        "nms_iou_threshold": 0.6, "num_classes": num_classes, **SSD_SCALES})
+    g.custom("TFLite_Detection_PostProcess", [enc, cls, anc], outs, bytes(options))
     return g.serialize([x], outs, metadata)
 
 
