@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.config.model import Config, DeviceBase
 from gateway.health import Health
 from gateway.homeassistant import install as install_discovery
-from gateway.mqtt.publisher import Publisher, read_password
+from gateway.mqtt.credentials import read_password
+from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox, open_spool
 from gateway.publish_policy import ChangeFilter
 from gateway.readers.base import PublishFilter, ReaderContext

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from gateway.reading import format_ts
@@ -48,6 +49,19 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return format_ts(ts)
+
+
+@dataclass(frozen=True)
+class SpoolFigures:
+    """What the outbox reports of its spool for the health topic (`Outbox.figures()`)."""
+
+    depth: int
+    bytes: int
+    dropped: int
+    rejected: int
+    accepted: int
+    delivered: int
+    commits: int
 
 
 class Health:
@@ -101,3 +115,13 @@ class Health:
         for key, fn in self.extra.items():
             out[key] = fn()
         return out
+
+    def document(self, spool: SpoolFigures, refused_by_broker: int) -> dict[str, Any]:
+        """The retained `{prefix}/health` document: the snapshot plus the spool's figures."""
+        doc = self.snapshot()
+        doc["spool"] = {**asdict(spool), "refused_by_broker": refused_by_broker}
+        return doc
+
+    def payload(self, spool: SpoolFigures, refused_by_broker: int) -> str:
+        """`document` as compact JSON, as the publisher sends it."""
+        return json.dumps(self.document(spool, refused_by_broker), separators=(",", ":"))

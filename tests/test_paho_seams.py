@@ -1,4 +1,4 @@
-"""The two places the publisher reaches into paho, against a real Mosquitto.
+"""The places the publisher reaches into paho (gateway/mqtt/paho_compat.py), against a real Mosquitto.
 
 - `_handle_pubackcomp`: a plain two-byte PUBACK (MQTT 5 Success without properties,
   §3.4.2.1) skips paho's decoding; anything else, such as a refusal with reason code
@@ -19,9 +19,14 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from pytest_mock import MockerFixture
 
 from gateway.config import load_config
+from gateway.mqtt import paho_compat
+from gateway.mqtt.buffered_socket import BufferedSocket
+from gateway.mqtt.paho_compat import FastClient, seams_usable
 from tests.support import Mosquitto, Subscriber, running_gateway, sim_header, tmp102_devices, wait_until
 
 GW_ID = "acl"
@@ -76,7 +81,7 @@ def test_success_fast_path_and_refusal_slow_path(tmp_path: Path,
             assert wait_until(lambda: pub.failed_acks >= 10)
             client = pub.client
             # Accepted readings came back as two-byte PUBACKs and took the fast path.
-            assert client.fast_pubacks >= 30
+            assert isinstance(client, FastClient) and client.fast_pubacks >= 30
             assert pub.connected and gw.health.reconnects == 0
         refused = pub.failed_acks
     finally:
@@ -132,3 +137,43 @@ def test_qos0_readings_queued_when_the_connection_drops_are_taken_again(
     finally:
         pub.client.disconnect()
         box.stop()
+
+
+def test_seams_are_used_only_with_a_tested_paho() -> None:
+    assert seams_usable("2.2.0") is None and seams_usable("2.1.0") is None
+    assert "not a tested release" in str(seams_usable("2.3.0"))
+    assert "not a tested release" in str(seams_usable("3.0"))
+    assert "not a tested release" in str(seams_usable("garbage"))
+
+    class Moved:  # a paho whose internals were renamed
+        def _create_socket(self) -> None: ...
+
+    why = seams_usable("2.2.0", Moved)
+    assert why is not None and "_handle_pubackcomp" in why and "_reset_sockets" in why
+
+
+def test_untested_paho_falls_back_to_the_public_api(tmp_path: Path, mocker: MockerFixture,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A paho outside the tested range: a plain client, one log line, every reading delivered."""
+    mocker.patch.object(paho_compat, "FALLBACK_REASON", "paho-mqtt 9.9.9 is not a tested release")
+    mocker.patch.object(paho_compat, "_fallback_logged", False)
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    path = tmp_path / "gw.yaml"
+    path.write_text(sim_header("plain", broker.port, tmp_path) + tmp102_devices(["probe"], "20ms"))
+    sub = Subscriber(broker.port, "gateway/plain/#").start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.mqtt"), \
+                running_gateway(load_config(path)) as gw:
+            client = gw.publisher.client
+            assert type(client) is mqtt.Client
+            assert wait_until(lambda: gw.publisher.connected), gw.health.broker_error
+            assert not isinstance(client.socket(), BufferedSocket)
+            assert sub.wait_for(lambda s: s.count("gateway/plain/probe") >= 50)
+    finally:
+        sub.stop()
+        broker.stop()
+    seqs = [int(m.json()["seq"]) for m in sub.on("gateway/plain/probe")]
+    assert seqs == list(range(1, len(seqs) + 1))
+    fallback = [r for r in caplog.records if "public API only" in r.getMessage()]
+    assert len(fallback) == 1 and "9.9.9" in fallback[0].getMessage()

@@ -10,7 +10,7 @@ import sys
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
 from gateway.daemon import Gateway
-from gateway.mqtt.publisher import SecretError
+from gateway.mqtt.credentials import SecretError
 from gateway.outbox.spool import SpoolError
 from gateway.service.watchdog import attach
 

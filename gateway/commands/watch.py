@@ -19,15 +19,18 @@ import os
 import queue
 import shutil
 import socket
-import ssl
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway.cli import DEFAULT_CONFIG, EXIT_CONFIG, command
 from gateway.commands import UNREADABLE_HINT, load_or_report
+from gateway.mqtt.credentials import SecretError, read_password, tls_context
 from gateway.reading import parse_ts
+
+if TYPE_CHECKING:
+    from gateway.config.model import Config, TlsSection  # pydantic: types only (see gateway.commands)
 
 log = logging.getLogger("gateway.watch")
 
@@ -234,13 +237,11 @@ class Broker:
     protocol: str = "5"
     username: str | None = None
     password: str | None = None
-    tls: Any = None  # the config's mqtt.tls section
+    tls: TlsSection | None = None
     client_name: str = "any"
 
     @classmethod
-    def from_config(cls, cfg: Any) -> Broker:
-        from gateway.mqtt.publisher import read_password
-
+    def from_config(cls, cfg: Config) -> Broker:
         m = cfg.mqtt
         return cls(host=m.host, port=m.port, prefix=cfg.topic_prefix, protocol=m.protocol,
                    username=m.username,
@@ -252,7 +253,7 @@ class Broker:
         return f"{self.host}:{self.port}"
 
 
-def expected_devices(cfg: Any) -> list[str]:
+def expected_devices(cfg: Config) -> list[str]:
     """The devices a config publishes (the inference worker is one too)."""
     return [d.name for d in cfg.devices] + ([cfg.inference.name] if cfg.inference.enabled else [])
 
@@ -283,13 +284,7 @@ def _client(b: Broker, inbox: queue.SimpleQueue[tuple[str, bytes]]) -> Any:
     if b.username is not None:
         client.username_pw_set(b.username, b.password)
     if b.tls is not None:
-        t = b.tls
-        ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
-        if t.cert_file is not None:
-            ctx.load_cert_chain(str(t.cert_file), str(t.key_file) if t.key_file else None)
-        if t.insecure:
-            ctx.check_hostname = False
-        client.tls_set_context(ctx)
+        client.tls_set_context(tls_context(b.tls, warn=False))
     topic = f"{b.prefix}/#"
 
     def on_connect(c: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -439,8 +434,6 @@ def parse_broker(text: str) -> tuple[str, int] | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from gateway.mqtt.publisher import SecretError
-
     override = None
     if args.broker:
         override = parse_broker(str(args.broker))

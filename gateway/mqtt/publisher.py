@@ -8,6 +8,10 @@ switch, and an idle gateway sleeps in select() until a keepalive is due.
 Other threads reach it only by `wake()` (new readings committed, health
 changed) and `call_soon()`.
 
+Here: the connect/backoff state machine, the in-flight window and the round
+loop. Elsewhere: credentials and TLS (`credentials`), every use of paho beyond
+its public API (`paho_compat`), the health document (`gateway.health`).
+
 At most `max_inflight` readings are handed to paho before their PUBACKs come
 back; paho keeps its in-flight QoS 1 messages across a reconnect and resends
 them, and the spool keeps them across a restart.
@@ -15,113 +19,32 @@ them, and the spool keeps them across a restart.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import select
 import ssl
-import stat
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.model import Config
 from gateway.health import Health
+from gateway.mqtt import paho_compat
 from gateway.mqtt.buffered_socket import BufferedSocket
-from gateway.outbox import Outbox
+from gateway.mqtt.credentials import SecretError, read_password, tls_context, warn_if_others_can_read
+from gateway.outbox.outbox import Outbox
+
+# Re-exported: code that predates the credentials module imports them from here.
+__all__ = ["Publisher", "SecretError", "read_password", "warn_if_others_can_read"]
 
 log = logging.getLogger("gateway.mqtt")
-
-
-class SecretError(Exception):
-    """The broker password cannot be read."""
-
-
-def warn_if_others_can_read(path: Path, what: str, mode: int) -> bool:
-    """Warn when a secret's file is readable (or writable) by others. True if warned."""
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
-        log.warning(
-            "%s %s is readable by others (mode %o); chmod 600 it (or 640 with group "
-            "edge-gateway)", what, path, stat.S_IMODE(mode),
-        )
-        return True
-    return False
-
-
-def read_password(cfg: Config) -> str | None:
-    """The broker password from `password_file` or `password_env` (never logged)."""
-    m = cfg.mqtt
-    if m.tls is not None and m.tls.key_file is not None:
-        try:
-            warn_if_others_can_read(m.tls.key_file, "mqtt.tls.key_file",
-                                    Path(m.tls.key_file).stat().st_mode)
-        except OSError as exc:
-            raise SecretError(f"cannot read mqtt.tls.key_file {m.tls.key_file}: "
-                              f"{exc.strerror}") from None
-    if m.password_file is not None:
-        path = Path(m.password_file)
-        try:
-            st = path.stat()
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SecretError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from None
-        warn_if_others_can_read(path, "mqtt.password_file", st.st_mode)
-        return text.strip("\r\n")
-    if m.password_env is not None:
-        value = os.environ.get(m.password_env)
-        if value is None:
-            raise SecretError(f"mqtt.password_env: environment variable {m.password_env} is not set")
-        return value
-    return None
-
-
-# Shared by every fast-path PUBACK: our on_publish only reads them (see below).
-_PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
-_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
-
-
-class _BufferedClient(mqtt.Client):
-    """paho's client on a `BufferedSocket`: one recv per 64 KiB and one send per round.
-
-    `_create_socket` is the seam paho itself uses to put its websocket wrapper
-    around the connection, and `_handle_pubackcomp` the one it dispatches PUBACKs
-    to; tests/test_receive_maximum.py and tests/test_paho_seams.py fail if either moves.
-    """
-
-    fast_pubacks = 0  # PUBACKs that took the fast path (for the seam test)
-
-    def _create_socket(self) -> Any:
-        return BufferedSocket(super()._create_socket())
-
-    def _handle_pubackcomp(self, cmd: Any) -> MQTTErrorCode:
-        """PUBACK fast path: a plain success acknowledgement skips paho's decoding.
-
-        paho decodes every PUBACK into a fresh ReasonCode, Properties and named tuple
-        (a quarter of the publisher's time under load). A PUBACK of exactly two bytes
-        is a packet id and nothing else: Success with no properties in MQTT 5
-        (§3.4.2.1, the reason code may be omitted when it is 0x00 and there are no
-        properties; Mosquitto omits it) and the only form in 3.1.1 (§3.4.2). That
-        needs no decoding. Anything else (a failure reason, properties, PUBCOMP) takes
-        paho's own path.
-        """
-        packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or len(packet) != 2:
-            return super()._handle_pubackcomp(cmd)
-        mid = (packet[0] << 8) | packet[1]
-        self.fast_pubacks += 1
-        with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_SUCCESS, _NO_PROPERTIES)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class Publisher:
@@ -181,10 +104,10 @@ class Publisher:
         health.on_change(self._health_changed)
 
     # -- setup ---------------------------------------------------------------------
-    def _make_client(self, password: str | None) -> _BufferedClient:
+    def _make_client(self, password: str | None) -> mqtt.Client:
         m = self.cfg.mqtt
         v5 = m.protocol == "5"
-        client = _BufferedClient(
+        client = paho_compat.make_client(
             CallbackAPIVersion.VERSION2,
             client_id=self.cfg.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -201,20 +124,7 @@ class Publisher:
         if m.username is not None:
             client.username_pw_set(m.username, password)
         if m.tls is not None:
-            t = m.tls
-            ctx = ssl.create_default_context(cafile=str(t.ca_file) if t.ca_file else None)
-            ctx.minimum_version = (
-                ssl.TLSVersion.TLSv1_3 if t.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-            )
-            if t.cert_file is not None:
-                ctx.load_cert_chain(str(t.cert_file), str(t.key_file) if t.key_file else None)
-            if t.insecure:
-                log.warning(
-                    "mqtt.tls.insecure is true: the broker's certificate hostname is NOT checked; "
-                    "anyone on the network path can impersonate the broker"
-                )
-                ctx.check_hostname = False
-            client.tls_set_context(ctx)
+            client.tls_set_context(tls_context(m.tls))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -388,7 +298,7 @@ class Publisher:
                 if now >= self._stop_deadline:
                     log.warning(
                         "stop: %d readings not yet acknowledged stay in the spool for next start",
-                        len(self._inflight) + self.outbox.spool.count(),
+                        len(self._inflight) + self.outbox.figures().depth,
                     )
                     break
             if backlog and self.connected and self._room() > 0:
@@ -461,10 +371,7 @@ class Publisher:
             self._connect_failed(exc)
             self._schedule_retry()
             return
-        # paho opens a socket pair to wake its own loop thread; there is none here.
-        reset = getattr(self.client, "_reset_sockets", None)
-        if reset is not None:
-            reset(sockpair_only=True)
+        paho_compat.after_connect(self.client)
 
     def _schedule_retry(self) -> None:
         self._next_attempt = time.monotonic() + self._backoff
@@ -556,19 +463,8 @@ class Publisher:
 
     def _publish_health(self) -> None:
         self.health_changed = False
-        snap = self.health.snapshot()
-        snap["spool"] = {
-            "depth": self.outbox.spool.count(),
-            "bytes": self.outbox.spool.size_bytes(),
-            "dropped": self.outbox.stats.dropped_oldest,
-            "rejected": self.outbox.stats.rejected,
-            "accepted": self.outbox.stats.accepted,
-            "delivered": self.outbox.stats.delivered,
-            "commits": self.outbox.stats.commits,
-            "refused_by_broker": self.failed_acks,
-        }
-        self.publish_raw(self.health_topic, json.dumps(snap, separators=(",", ":")), qos=0,
-                         retain=True)
+        payload = self.health.payload(self.outbox.figures(), refused_by_broker=self.failed_acks)
+        self.publish_raw(self.health_topic, payload, qos=0, retain=True)
 
     def _go_offline(self) -> None:
         if self.connected and self.client.socket() is not None:

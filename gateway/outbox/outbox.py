@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gateway.health import SpoolFigures
 from gateway.outbox.inbox import Inbox
 from gateway.outbox.spool import MemorySpool, Message, NewRow, Spool, SqliteSpool
 from gateway.reading import Reading, encode_payload
@@ -208,6 +209,13 @@ class Outbox:
     def depth(self) -> int:
         """Readings accepted and not yet acknowledged, plus those still queued."""
         return self.spool.count() + len(self._inbox)
+
+    def figures(self) -> SpoolFigures:
+        """The spool's figures for the health topic."""
+        s = self.stats
+        return SpoolFigures(depth=self.spool.count(), bytes=self.spool.size_bytes(),
+                            dropped=s.dropped_oldest, rejected=s.rejected, accepted=s.accepted,
+                            delivered=s.delivered, commits=s.commits)
 
     # -- the spooler thread ---------------------------------------------------------
     def _run(self) -> None:

@@ -180,7 +180,7 @@ def _metrics_route(gw: GatewayView) -> Route | None:
 
 def read_secret(path: Path) -> str:
     """The basic-auth password: the file's first line (never logged)."""
-    from gateway.mqtt.publisher import SecretError, warn_if_others_can_read
+    from gateway.mqtt.credentials import SecretError, warn_if_others_can_read
 
     try:
         st = path.stat()
