@@ -40,11 +40,16 @@ log = logging.getLogger("gateway")
 
 
 class Component(Protocol):
-    """An optional part with a lifetime of its own (inference supervisor, metrics server)."""
+    """An optional part with a lifetime of its own (inference supervisor, metrics server,
+    status page)."""
 
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    @property
+    def alive(self) -> bool:
+        """Its thread runs (the watchdog withholds its ping when one is gone)."""
 
 
 class Gateway:
@@ -217,7 +222,7 @@ class Gateway:
                     problems.append(f"reader {name} stuck for {now - r.heartbeat:.0f} s")
         for comp in self.components:
             # Components with a thread of their own (inference supervisor, metrics server).
-            if getattr(comp, "alive", True) is False:
+            if not comp.alive:
                 problems.append(f"{type(comp).__name__} is not running")
         return problems
 

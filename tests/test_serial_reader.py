@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from gateway.catalog.nmea import NmeaConfig
 from gateway.protocols.framer import LineFramer
-from gateway.readers.base import Reader
 from gateway.readers.factory import make_reader
+from gateway.readers.runner import DeviceRunner
+from gateway.readers.serial import StreamReader
 from hardware_sim.serial import GpsSim
 from tests.serial_support import Collector, make_ctx, wait_until
 
@@ -33,18 +34,19 @@ def gps() -> Iterator[GpsSim]:
     dev.close()
 
 
-def start_reader(gps: GpsSim, **extra: object) -> tuple[Reader, Collector]:
+def start_reader(gps: GpsSim, **extra: object) -> tuple[StreamReader, Collector]:
     cfg = nmea_cfg(**extra)
     ctx, col = make_ctx("gps", "nmea", {"gps": gps})
     reader = make_reader(cfg, ctx)
+    assert isinstance(reader, StreamReader)  # the catalog's nmea entry is a line stream
     reader.start()
     return reader, col
 
 
-def stop(reader: Reader) -> None:
+def stop(reader: DeviceRunner) -> None:
     reader.stop()
     assert reader.join(10), "reader did not stop"
-    assert reader.error is None
+    assert not isinstance(reader, StreamReader) or reader.error is None
 
 
 def test_reader_opens_the_simulators_pty_not_cfg_port(gps: GpsSim) -> None:

@@ -21,9 +21,10 @@ from gateway.commands import load_or_report
 from gateway.commands.watch import format_value
 from gateway.config.model import I2CDevice
 from gateway.health import Health
-from gateway.readers.base import Reader, ReaderContext
+from gateway.readers.base import ReaderContext
 from gateway.readers.factory import make_reader
 from gateway.readers.i2c import I2CBuses, I2CReader
+from gateway.readers.runner import DeviceRunner
 from gateway.reading import Reading
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         buses = I2CBuses(sim.open_bus)
     else:
         buses = I2CBuses()
-    readers: list[Reader] = []
+    readers: list[DeviceRunner] = []
     states = {d.name: health.device(d.name, d.driver) for d in cfg.devices}
 
     def settled() -> bool:

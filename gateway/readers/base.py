@@ -165,21 +165,34 @@ class Reader:
         """Release the device (called once when the thread ends)."""
 
 
-class PolledReader(Reader):
-    """Polls a device on a drift-free schedule aligned to its interval.
+class PolledDevice:
+    """A device polled on a drift-free schedule aligned to its interval: no thread of its own.
 
     Polls fall on multiples of `interval` on the monotonic clock, so devices
     sharing an interval are read together and their readings share a commit.
     A slow poll skips the slots it missed instead of bursting to catch up.
+
+    It holds the schedule, the backoff and the health of one device; what runs it
+    is separate: a thread of its own (`PolledReader`) or a thread it shares (the
+    I2C chips of one bus, `gateway.readers.i2c`). Subclasses implement `poll`
+    (and `open`/`close` if the device needs them).
     """
 
     def __init__(self, name: str, ctx: ReaderContext, interval: float,
                  backoff_cap: float | None = None) -> None:
-        super().__init__(name, ctx)
+        self.name = name
+        self.ctx = ctx
         self.interval = interval
         cap = backoff_cap if backoff_cap is not None else max(interval, 0.05)
         self.backoff = Backoff(base=min(0.1, cap), cap=cap)
         self.opened = False
+
+    @property
+    def heartbeat(self) -> float:
+        return self.ctx.health.heartbeat
+
+    def beat(self) -> None:
+        self.ctx.health.heartbeat = time.monotonic()
 
     @property
     def stall_allowance(self) -> float:
@@ -193,20 +206,12 @@ class PolledReader(Reader):
     def poll(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the device."""
+
     def next_slot(self, now: float) -> float:
         iv = self.interval
         return (int(now / iv) + 1) * iv
-
-    def run_loop(self) -> None:
-        stop = self.stop_event
-        due = self.next_slot(time.monotonic())
-        while True:
-            delay = due - time.monotonic()
-            if delay > 0 and stop.wait(delay):
-                return
-            if stop.is_set():
-                return
-            due = self.poll_once()
 
     def poll_once(self) -> float:
         """One poll (opening the device first if needed). Returns when the next is due.
@@ -248,6 +253,26 @@ class PolledReader(Reader):
             except Exception as exc:  # noqa: BLE001
                 log.debug("%s: close after error failed: %s", self.name, exc)
         self.opened = False
+
+
+class PolledReader(PolledDevice, Reader):
+    """A polled device with a thread of its own (a Modbus slave, a test's ticker)."""
+
+    def __init__(self, name: str, ctx: ReaderContext, interval: float,
+                 backoff_cap: float | None = None) -> None:
+        PolledDevice.__init__(self, name, ctx, interval, backoff_cap)
+        Reader.__init__(self, name, ctx)
+
+    def run_loop(self) -> None:
+        stop = self.stop_event
+        due = self.next_slot(time.monotonic())
+        while True:
+            delay = due - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                return
+            if stop.is_set():
+                return
+            due = self.poll_once()
 
 
 def _is_device_error(exc: BaseException) -> bool:

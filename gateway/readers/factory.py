@@ -10,12 +10,13 @@ from __future__ import annotations
 from gateway.catalog.modbus_rtu import ModbusRtuConfig
 from gateway.catalog.registry import spec_for
 from gateway.config.model import DeviceBase, I2CDevice, SerialDevice
-from gateway.readers.base import Reader, ReaderContext
+from gateway.readers.base import ReaderContext
 from gateway.readers.i2c import I2CBuses, I2CReader
+from gateway.readers.runner import DeviceRunner
 from gateway.readers.serial import ModbusReader, StreamReader
 
 
-def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = None) -> Reader:
+def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = None) -> DeviceRunner:
     """The reader for `dev` (not started). `buses`: required for I2C devices."""
     spec = spec_for(dev.driver)
     if spec.kind == "i2c":

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.catalog import DeviceSpec, I2CDriver
 from gateway.config.model import I2CDevice
-from gateway.readers.base import PolledReader, ReaderContext
+from gateway.readers.base import PolledDevice, ReaderContext
 
 log = logging.getLogger("gateway.readers")
 
@@ -163,9 +163,11 @@ def _open_smbus(bus: int) -> Any:
     return SMBus(bus)
 
 
-class I2CReader(PolledReader):
+class I2CReader(PolledDevice):
     """One chip: its driver, schedule, backoff and health, polled by its bus's thread.
 
+    A `DeviceRunner` without a thread of its own: `start` schedules it on its bus's
+    `BusPoller`, `stop` unschedules it, `join` waits until no poll of it is under way.
     The bus lock still guards each driver call, for anything else that talks to
     the bus (`edge-gateway scan`, a reader of another kind on the same bus).
     """
@@ -179,6 +181,8 @@ class I2CReader(PolledReader):
         self.bus_lock = buses.lock(cfg.bus)
         self.poller = buses.poller(cfg.bus)
         self.driver: I2CDriver | None = None
+        #: Set while stopped (`edge-gateway test` waits on it between polls of its own).
+        self.stop_event = threading.Event()
         self._stopped = False
 
     # Lifecycle: scheduled on the bus's thread instead of a thread of its own.
