@@ -26,7 +26,9 @@ import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from gateway.config.types import parse_listen
 from gateway.reading import parse_ts
+from gateway.web.server import HttpListener
 
 log = logging.getLogger("gateway.metrics")
 
@@ -211,9 +213,6 @@ class MetricsServer:
 
     def __init__(self, gateway: Any) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-        from gateway.config.types import parse_listen
-        from gateway.web.server import HttpListener
 
         host, port = parse_listen(str(gateway.cfg.metrics.listen))
         self.latency = latency_histogram(gateway)

@@ -21,6 +21,7 @@ from typing import Any
 from gateway.catalog.registry import specs
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
+from gateway.device_hints import hint
 
 FIRST, LAST = 0x03, 0x77
 READ_PROBE = (range(0x30, 0x38), range(0x50, 0x60))
@@ -167,8 +168,6 @@ def main(args: argparse.Namespace) -> int:
                 bus = SMBus(number)
                 opened = True
             except OSError as exc:
-                from gateway.device_hints import hint
-
                 advice = hint(f"/dev/i2c-{number}", exc.errno)
                 print(f"bus {number}: cannot open /dev/i2c-{number}: {exc.strerror or exc}"
                       + (f": {advice}" if advice else ""), file=sys.stderr)

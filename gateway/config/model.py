@@ -8,6 +8,7 @@ loader validates every device against its driver's model.
 from __future__ import annotations
 
 import math
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -362,8 +363,6 @@ class HomeAssistantSection(Section):
     @field_validator("device_name")
     @classmethod
     def _device_name(cls, v: str) -> str:
-        import string
-
         try:
             fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
         except ValueError as exc:

@@ -24,6 +24,8 @@ from gateway import __version__
 from gateway.config.model import Config
 from gateway.config.types import parse_listen
 from gateway.health import Health
+from gateway.metrics import GatewayCollector, latency_histogram, reading_age
+from gateway.mqtt.credentials import SecretError, warn_if_others_can_read
 from gateway.outbox import Outbox
 from gateway.quantities import quantity
 from gateway.reading import Reading, format_ts
@@ -155,8 +157,6 @@ class StatusPage:
 
 
 def _payload_age(payload: bytes, now: float) -> float | None:
-    from gateway.metrics import reading_age
-
     age = reading_age(payload, now)
     return None if age is None else round(max(0.0, age), 3)
 
@@ -167,8 +167,6 @@ def _metrics_route(gw: GatewayView) -> Route | None:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     except ImportError:
         return None
-    from gateway.metrics import GatewayCollector, latency_histogram
-
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gw, latency_histogram(gw)))
 
@@ -180,8 +178,6 @@ def _metrics_route(gw: GatewayView) -> Route | None:
 
 def read_secret(path: Path) -> str:
     """The basic-auth password: the file's first line (never logged)."""
-    from gateway.mqtt.credentials import SecretError, warn_if_others_can_read
-
     try:
         st = path.stat()
         text = path.read_text(encoding="utf-8")
