@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,58 @@ def test_device_hints() -> None:
     advice = hint_for(pyserial_err)
     assert advice is not None and advice.startswith("add the user to group ")
     assert hint_for(OSError(errno.EREMOTEIO, "Remote I/O error")) is None  # a NACK: no advice
+
+
+def test_run_by_hand_on_the_services_spool_says_whose_it_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """After `make install` the spool directory belongs to edge-gateway; a user running
+    the daemon by hand is told to run it as that user (root could open it: made so here)."""
+    locked = tmp_path / "state"
+    locked.mkdir()
+    cfg = write_config(tmp_path / "c.yaml", f"""
+gateway: {{id: t, simulate: true}}
+buffer: {{path: {locked}/spool.db}}
+devices: [{{name: air, driver: bme280}}]
+""")
+    from gateway.outbox.spool import SpoolError
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
+        False if Path(str(path)) == locked else real_access(path, mode)))
+    mocker.patch("gateway.daemon.Gateway", side_effect=SpoolError(
+        f"cannot open the spool {locked}/spool.db: unable to open database file"))
+    assert cli_main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{cfg}: buffer.path: cannot open the spool {locked}/spool.db: ")
+    assert f"run it by hand as that user (sudo -u edge-gateway edge-gateway run -c {cfg})" in err
+
+
+def _make_dry_run(target: str, tmp_path: Path) -> list[str]:
+    """What `make TARGET` would run from nothing (a venv that does not exist yet)."""
+    out = subprocess.run(["make", "-n", f"VENV={tmp_path}/venv", target], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def test_make_run_installs_what_the_demo_needs_and_says_so(tmp_path: Path) -> None:
+    import yaml
+
+    lines = _make_dry_run("run", tmp_path)
+    installs = [ln for ln in lines if "pip install" in ln and "-e" in ln]
+    assert len(installs) == 1, lines  # one install, the runtime one
+    extras = set(re.search(r"-e '\.\[([a-z_,]+)\]'", installs[0]).group(1).split(","))  # type: ignore[union-attr]
+    assert "test" not in extras  # no pytest, ruff, mypy, hypothesis for a demo
+    # Exactly what config/simulator.yaml uses.
+    demo = yaml.safe_load((REPO / "config/simulator.yaml").read_text())
+    needed = {"modbus"} if any(d.get("driver") == "modbus_rtu" for d in demo["devices"]) else set()
+    needed |= {"inference"} if demo.get("inference", {}).get("enabled") else set()
+    needed |= {"metrics"} if (demo.get("metrics") or {}).get("listen") else set()
+    assert extras == needed
+    said = "\n".join(ln for ln in lines if ln.lstrip().startswith("echo") or "echo \"" in ln)
+    assert "creating " in said and "about a minute the first time" in said
+    # `make test` adds the test extra on top of the same runtime step.
+    test_lines = _make_dry_run("test", tmp_path)
+    assert installs[0] in test_lines
+    assert any("-e '.[test]'" in ln for ln in test_lines)

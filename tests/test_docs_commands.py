@@ -158,11 +158,26 @@ def samples() -> Iterator[tuple[str, str, list[str]]]:
             yield doc.name, m.group(1), lines[i + 2:end]
 
 
+def test_scan_sample_matches_a_scan_of_those_chips() -> None:
+    """docs/hardware.md's scan of real hardware: the same chips on a simulated bus give the
+    same listing and snippet (the sample names its chips in its marker)."""
+    from gateway.commands.scan import report, scan_bus
+    from hardware_sim.i2c import SimBus, SimClock, make_chip
+
+    (marker, block), = [(m, b) for f, m, b in samples() if m.startswith("scan of ")]
+    chips = re.findall(r"(\w+)@0x([0-9a-f]{2})", marker)
+    bus = SimBus(1)
+    for driver, address in chips:
+        bus.attach(make_chip(driver, int(address, 16), None, SimClock(), seed=driver))
+    assert block[0] == "$ edge-gateway scan --bus 1"
+    assert report(1, "/dev/i2c-1", scan_bus(bus), {}).splitlines() == block[1:]
+
+
 def test_command_samples_match_a_real_run() -> None:
     """Blocks of `$ command` + its output: the command is run, the output must be the same."""
     checked = 0
-    for file, _, block in samples():
-        if not block[0].startswith("$ "):
+    for file, marker, block in samples():
+        if not block[0].startswith("$ ") or not marker.startswith("run"):
             continue
         argv = shlex.split(block[0][2:])
         assert argv[0] == "edge-gateway", block[0]

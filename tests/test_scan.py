@@ -167,3 +167,17 @@ def test_configured_chips_are_not_in_the_snippet(tmp_path: Path,
                    "devices:\n  - {name: air, driver: bme280, address: 0x76}\n")
     assert cli_main(["scan", "-c", str(cfg)]) == 0
     assert "devices:" not in capsys.readouterr().out  # the only chip is configured
+
+
+def test_installed_config_is_the_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Without -c, scan reads the installed config when there is one (readable)."""
+    import gateway.cli
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("gateway: {id: s, simulate: true}\n"
+                   "devices:\n  - {name: air, driver: bme280, address: 0x76}\n")
+    monkeypatch.setattr(gateway.cli, "DEFAULT_CONFIG", str(cfg))
+    assert cli_main(["scan"]) == 0
+    assert "0x76  bme280 (id 0x60 at register 0xd0)  <- configured: air (bme280)" in \
+        capsys.readouterr().out

@@ -43,7 +43,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SpoolError as exc:
-        print(f"{args.config}: buffer.path: {exc}", file=sys.stderr)
+        from pathlib import Path
+
+        from gateway.config.checks import not_writable, run_as_service_hint
+
+        hint = f" ({run_as_service_hint(args.config)})" if not_writable(Path(cfg.buffer.path)) else ""
+        print(f"{args.config}: buffer.path: {exc}{hint}", file=sys.stderr)
         return EXIT_CONFIG
     # systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY/STATUS/WATCHDOG/STOPPING; no-op outside it.
     glue = attach(gw)

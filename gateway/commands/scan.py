@@ -120,7 +120,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--bus", type=int, default=None, metavar="N",
                    help="bus number (/dev/i2c-N); default: 1, or every bus of the config")
     p.add_argument("-c", "--config", metavar="FILE",
-                   help="mark configured devices; with simulate: true, scan its simulated buses")
+                   help="mark configured devices; with simulate: true, scan its simulated buses "
+                        "(default: /etc/edge-gateway/config.yaml when it exists and is readable)")
     p.add_argument("--simulate", action="store_true",
                    help="scan a simulated bus holding one of every supported chip")
     p.set_defaults(func="gateway.commands.scan:main")
@@ -129,6 +130,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def main(args: argparse.Namespace) -> int:
     configured: dict[int, dict[int, list[tuple[str, str]]]] = {}
     buses: dict[int, Any] = {}
+    if args.config is None and not args.simulate:
+        import os
+
+        from gateway.cli import DEFAULT_CONFIG
+
+        if os.access(DEFAULT_CONFIG, os.R_OK):  # the installed config marks what is configured
+            args.config = DEFAULT_CONFIG
     if args.config:
         from gateway.config.model import I2CDevice  # pydantic: not at the top (see gateway.commands)
 
@@ -179,17 +187,19 @@ def main(args: argparse.Namespace) -> int:
             if opened:
                 bus.close()
         kind = "simulated" if number in buses else f"/dev/i2c-{number}"
-        print(f"bus {number} ({kind}): {len(found)} device{'s' if len(found) != 1 else ''}")
-        for f in found:
-            print("  " + f.describe())
-        missing = sorted(set(configured.get(number, {})) - {f.address for f in found})
-        for address in missing:
-            names = ", ".join(f"{n} ({d})" for n, d in configured[number][address])
-            print(f"  0x{address:02x}  no answer  <- configured: {names}")
-        snippet = config_snippet(number, found)
-        if snippet:
-            print(snippet, end="")
+        print(report(number, kind, found, configured.get(number, {})), end="")
     return status
+
+
+def report(number: int, kind: str, found: list[Found],
+           configured: dict[int, list[tuple[str, str]]]) -> str:
+    """What scan prints for one bus: the listing, then a snippet for what is not configured."""
+    lines = [f"bus {number} ({kind}): {len(found)} device{'s' if len(found) != 1 else ''}"]
+    lines += ["  " + f.describe() for f in found]
+    for address in sorted(set(configured) - {f.address for f in found}):
+        names = ", ".join(f"{n} ({d})" for n, d in configured[address])
+        lines.append(f"  0x{address:02x}  no answer  <- configured: {names}")
+    return "\n".join(lines) + "\n" + config_snippet(number, found)
 
 
 def config_snippet(bus: int, found: list[Found]) -> str:

@@ -58,6 +58,13 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_or_report(args.config)
     if cfg is None:
         return EXIT_CONFIG
+    from gateway.commands.check import deep_checks
+
+    problems = deep_checks(cfg)  # a missing extra (pymodbus...) is a config problem, not a crash
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
     if args.log_level == "info":  # the table says what the readers would log
         logging.getLogger("gateway").setLevel(logging.ERROR)
 

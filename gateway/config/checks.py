@@ -84,13 +84,12 @@ def run_warnings(cfg: Config) -> list[Problem]:
     warnings: list[Problem] = []
     b = cfg.buffer
     if b.durability != "memory":
-        why = _not_writable(Path(b.path))
+        why = not_writable(Path(b.path))
         if why is not None:
             user = getpass.getuser()
             warnings.append(Problem(cfg.source, line("buffer", "path"), "buffer.path", (
-                f"warning: {why} for user {user}; `run` would fail here. The service runs as "
-                f"user edge-gateway: run it by hand as that user (sudo -u edge-gateway "
-                f"edge-gateway run -c {cfg.source}) or use a buffer.path you can write")))
+                f"warning: {why} for user {user}; `run` would fail here. "
+                + run_as_service_hint(cfg.source))))
     if not cfg.gateway.simulate:
         seen: set[str] = set()
         for i, dev in enumerate(cfg.devices):
@@ -111,7 +110,12 @@ def run_warnings(cfg: Config) -> list[Problem]:
     return warnings
 
 
-def _not_writable(path: Path) -> str | None:
+def run_as_service_hint(config: str) -> str:
+    return ("The service runs as user edge-gateway: run it by hand as that user (sudo -u "
+            f"edge-gateway edge-gateway run -c {config}) or use a buffer.path you can write")
+
+
+def not_writable(path: Path) -> str | None:
     """Why the spool at `path` cannot be created or written by this user, or None."""
     if path.exists():
         if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
@@ -120,6 +124,8 @@ def _not_writable(path: Path) -> str | None:
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    if not parent.is_dir():
+        return None  # not a permission matter: opening the spool says what is wrong
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot create {path} ({parent} is not writable)"
     return None
