@@ -6,7 +6,7 @@
    (installed into this venv on first use — a demo convenience only). Port
    1883 if free, else any free port.
 2. Writes a copy of the config into the run directory with that port and the
-   spool path inside the run directory, and runs `python -m gateway run` on it.
+   spool path inside the run directory, and runs `edge-gateway run` on it (this venv's python -m gateway).
 3. Shows `edge-gateway watch` in the foreground.
 
 Ctrl-C stops the gateway, then the broker (each by its PID), and exits 0.
