@@ -42,7 +42,7 @@ exit status:
   0  stopped by a signal
   2  the config is invalid (one line per problem on stderr), or a file it names
      (password, spool) cannot be used
-  1  anything else (logged)"""
+  1  an unexpected error (a bug: its traceback is logged)"""
 
 CHECK_HELP = """\
 Reads the config and every file it names, prints 'FILE: ok (N devices)' and exits
