@@ -164,7 +164,9 @@ devices: [{{name: air, driver: bme280}}]
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode, **kw: (
         False if Path(str(path)) == locked else real_access(path, mode)))
-    mocker.patch("gateway.daemon.Gateway", side_effect=SpoolError(
+    import gateway.commands.run
+
+    mocker.patch.object(gateway.commands.run, "Gateway", side_effect=SpoolError(
         f"cannot open the spool {locked}/spool.db: unable to open database file"))
     assert cli_main(["run", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err

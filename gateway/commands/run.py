@@ -6,9 +6,11 @@ import argparse
 import ctypes
 import logging
 import sys
+from pathlib import Path
 
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
+from gateway.config.checks import not_writable, run_as_service_hint
 from gateway.daemon import Gateway
 from gateway.mqtt.credentials import SecretError
 from gateway.outbox.spool import SpoolError
@@ -43,10 +45,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except SpoolError as exc:
-        from pathlib import Path
-
-        from gateway.config.checks import not_writable, run_as_service_hint
-
         hint = f" ({run_as_service_hint(args.config)})" if not_writable(Path(cfg.buffer.path)) else ""
         print(f"{args.config}: buffer.path: {exc}{hint}", file=sys.stderr)
         return EXIT_CONFIG
