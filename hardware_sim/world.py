@@ -7,16 +7,41 @@ the camera) register themselves through `SimWorld.extras`.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
-from gateway.catalog import spec_for
+from gateway.catalog import spec_for, specs
 from gateway.config.model import Config, DeviceBase, I2CDevice
 from hardware_sim.i2c import SimBus, SimChip, SimClock, make_chip
 
 log = logging.getLogger("hardware_sim")
+
+
+def has_model(driver: str) -> bool:
+    """The simulator has a register-level model of this chip (`hardware_sim/chips/<driver>.py`)."""
+    return importlib.util.find_spec(f"hardware_sim.chips.{driver}") is not None
+
+
+def demo_layout() -> dict[str, int]:
+    """One of every catalogued I2C chip the simulator models, at distinct addresses.
+
+    Derived from the catalog (a new chip appears by itself): each chip at its
+    config's default address if still free, else at the first free address its
+    probe lists. `edge-gateway scan --simulate` scans this bus.
+    """
+    layout: dict[str, int] = {}
+    for name, spec in sorted(specs().items()):
+        if spec.kind != "i2c" or spec.probe is None or not has_model(name):
+            continue
+        default = spec.config.model_fields["address"].default
+        for address in (default, *spec.probe.addresses):
+            if isinstance(address, int) and address not in layout.values():
+                layout[name] = address
+                break
+    return layout
 
 
 class SimWorld:

@@ -512,8 +512,7 @@ def test_announced_keys_are_what_the_driver_reads_from_the_simulated_chip(device
 def test_announced_gps_keys_are_what_the_decoder_makes_of_the_simulated_receiver(
         sentences: str) -> None:
     """A receiver set to send GGA only never gives speed, course or the date."""
-    from gateway.catalog.nmea import NmeaConfig
-    from gateway.protocols.nmea import NmeaDecoder
+    from gateway.protocols.nmea import NmeaConfig, NmeaDecoder
     from hardware_sim.serial.gps import GpsSim, nmea_sentence
 
     cfg = parse_config("gateway: {id: g}\ndevices:\n  - {name: d, driver: nmea, "

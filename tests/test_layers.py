@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Modules whose import pulls in a package from below or above: each first, alone.
 FIRST_IMPORTS = [
-    "gateway.catalog", "gateway.catalog.bme280", "gateway.catalog.modbus_rtu",
+    "gateway.catalog", "gateway.drivers.bme280", "gateway.protocols.modbus",
     "gateway.config", "gateway.config.model", "gateway.config.checks", "gateway.drivers",
     "gateway.readers.serial", "gateway.readers.factory", "gateway.service.reload",
     "gateway.service.watchdog", "gateway.daemon", "gateway.commands.check",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.catalog.lines import LinesConfig
 from gateway.config import ConfigError, parse_config
-from gateway.protocols.lines import FieldSpec, LineDecoder
+from gateway.protocols.lines import FieldSpec, LineDecoder, LinesConfig
 from gateway.readers.factory import make_reader
 from hardware_sim.serial import LinesSim
 from tests.serial_support import make_ctx, wait_until

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.catalog.modbus_rtu import ModbusRtuConfig
 from gateway.config import ConfigError, parse_config
 from gateway.protocols.modbus import (
     Block,
+    ModbusRtuConfig,
     RegisterSpec,
     crc16,
     crc_ok,

@@ -11,7 +11,7 @@ import pytest
 from pytest_mock import MockerFixture
 
 from gateway.cli import main as cli_main
-from gateway.commands.scan import SIM_LAYOUT, scan_bus, simulated_bus
+from gateway.commands.scan import scan_bus, sim_layout, simulated_bus
 from hardware_sim.chips.bme280 import BME280Chip
 from hardware_sim.chips.bmp280 import BMP280Chip
 from hardware_sim.chips.sht3x import SHT3xChip
@@ -23,10 +23,10 @@ from tests.support import REPO
 def test_simulate_lists_every_chip(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["scan", "--simulate"]) == 0
     out = capsys.readouterr().out
-    assert f"bus 1 (simulated): {len(SIM_LAYOUT)} devices" in out
+    assert f"bus 1 (simulated): {len(sim_layout())} devices" in out
     listing, _, snippet = out.partition("\n\n")
     lines = {line.split()[0]: line for line in listing.splitlines()[1:]}
-    assert sorted(lines) == sorted(f"0x{a:02x}" for a in SIM_LAYOUT.values())
+    assert sorted(lines) == sorted(f"0x{a:02x}" for a in sim_layout().values())
     assert snippet.startswith("# Ready to paste into the config")
     assert "bme280 (id 0x60 at register 0xd0)" in lines["0x76"]
     assert "bmp280 (id 0x58 at register 0xd0)" in lines["0x77"]
@@ -132,7 +132,7 @@ def test_real_bus_path_uses_smbus2(mocker: MockerFixture, capsys: pytest.Capture
     opener.assert_called_once_with(1)
     assert closed == [True]
     out = capsys.readouterr().out
-    assert out.startswith(f"bus 1 (/dev/i2c-1): {len(SIM_LAYOUT)} devices")
+    assert out.startswith(f"bus 1 (/dev/i2c-1): {len(sim_layout())} devices")
 
 
 def test_command_is_registered_in_the_cli() -> None:
@@ -152,7 +152,7 @@ def test_snippet_is_a_valid_config_for_the_chips_found(capsys: pytest.CaptureFix
     snippet = capsys.readouterr().out.partition("\n\n")[2]
     cfg = parse_config("gateway: {id: pasted, simulate: true}\n" + snippet)
     by_address = {d.address: d.driver for d in cfg.devices}  # type: ignore[attr-defined]
-    assert by_address == {a: d for d, a in SIM_LAYOUT.items() if d not in (
+    assert by_address == {a: d for d, a in sim_layout().items() if d not in (
         "sht4x", "tmp102", "sht3x", "ads1115")} | {
         0x44: "ina219", 0x45: "ina219", 0x48: "ads1115", 0x49: "ads1115"}
     # The chip named by its id register has no alternatives; the guesses list theirs.

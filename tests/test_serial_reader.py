@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.catalog.nmea import NmeaConfig
 from gateway.protocols.framer import LineFramer
+from gateway.protocols.nmea import NmeaConfig
 from gateway.readers.factory import make_reader
 from gateway.readers.runner import DeviceRunner
 from gateway.readers.serial import StreamReader

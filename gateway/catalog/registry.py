@@ -1,4 +1,4 @@
-"""All device kinds, discovered: every module of this package with a `SPEC`."""
+"""All device kinds, discovered: every driver and protocol module with a `SPEC`."""
 
 from __future__ import annotations
 
@@ -13,21 +13,29 @@ from gateway.catalog.spec import DeviceSpec
 if TYPE_CHECKING:
     from gateway.config.model import DeviceBase  # annotations only (see catalog.spec)
 
-_PACKAGE = __name__.rpartition(".")[0]
+_GATEWAY = Path(__file__).resolve().parent.parent
+
+
+#: Where the entries live: next to the driver or protocol each describes.
+ENTRY_PACKAGES = ("gateway.drivers", "gateway.protocols")
 
 
 @cache
 def specs() -> dict[str, DeviceSpec]:
-    """All device kinds, by `driver:` name."""
+    """All device kinds, by `driver:` name: every `SPEC` in `ENTRY_PACKAGES`."""
     found: dict[str, DeviceSpec] = {}
-    here = [str(Path(__file__).parent)]
-    for mod in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
-        if mod.name.startswith("_") or mod.name in ("spec", "registry"):
-            continue
-        module = importlib.import_module(f"{_PACKAGE}.{mod.name}")
-        spec = getattr(module, "SPEC", None)
-        if isinstance(spec, DeviceSpec):
-            found[spec.driver] = spec
+    for package in ENTRY_PACKAGES:
+        where = [str(_GATEWAY / package.rpartition(".")[2])]
+        for mod in sorted(pkgutil.iter_modules(where), key=lambda m: m.name):
+            if mod.name.startswith("_"):
+                continue
+            # Discovery, not a dependency: these modules sit in a lower layer.
+            module = importlib.import_module(f"{package}.{mod.name}")
+            spec = getattr(module, "SPEC", None)
+            if isinstance(spec, DeviceSpec):
+                if spec.driver in found:
+                    raise RuntimeError(f"two catalog entries for driver {spec.driver!r}")
+                found[spec.driver] = spec
     return found
 
 

@@ -27,10 +27,11 @@ FIRST, LAST = 0x03, 0x77
 READ_PROBE = (range(0x30, 0x38), range(0x50, 0x60))
 
 #: One of every simulated chip, at addresses that do not collide (`--simulate`).
-SIM_LAYOUT: dict[str, int] = {
-    "bh1750": 0x23, "aht20": 0x38, "ina219": 0x40, "sht4x": 0x44, "sht3x": 0x45, "tmp102": 0x48,
-    "ads1115": 0x49, "scd4x": 0x62, "bme280": 0x76, "bmp280": 0x77,
-}
+def sim_layout() -> dict[str, int]:
+    """The simulated bus of `scan --simulate`: one of every chip (derived from the catalog)."""
+    from hardware_sim.world import demo_layout  # the simulator: only when asked for
+
+    return demo_layout()
 
 
 @dataclass
@@ -110,7 +111,7 @@ def simulated_bus(bus_number: int = 1) -> Any:
 
     clock = SimClock()
     bus = SimBus(bus_number)
-    for driver, address in SIM_LAYOUT.items():
+    for driver, address in sim_layout().items():
         bus.attach(make_chip(driver, address, None, clock, seed=driver))
     return bus
 

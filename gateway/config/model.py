@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.sim import validate_sim
 from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size, parse_listen
 
 
@@ -227,10 +228,24 @@ class DeviceBase(Section):
 
 
 class I2CDevice(DeviceBase):
-    """An I2C chip on /dev/i2c-<bus>."""
+    """An I2C chip on /dev/i2c-<bus>.
+
+    Its `sim:` block is checked at load time: a typo under `sim:` (an unknown fault,
+    a quantity the chip does not measure, a bad profile) is a config error reported
+    by `edge-gateway check`, not a crash when the simulator starts. The check itself
+    is the simulator's, plugged in from above (`gateway.config.sim`).
+    """
 
     bus: int = Field(default=1, ge=0, le=255, description="I2C bus number (/dev/i2c-N).")
     address: I2CAddress = Field(description="7-bit I2C address.")
+
+    @field_validator("sim")
+    @classmethod
+    def _check_sim(cls, v: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        driver = info.data.get("driver")
+        if v is not None and isinstance(driver, str):
+            validate_sim(driver, 0x10, v)
+        return v
 
 
 _BAUDRATES = (

@@ -5,13 +5,22 @@ byte bits (§5.3 Table 10: bit 7 busy, bit 3 calibration enabled), measurement
 sequence §5.4 (0x71 status, 0xBE 0x08 0x00 initialisation, 0xAC 0x33 0x00
 trigger, wait 80 ms, 6 bytes + CRC), CRC-8 init 0xFF poly 0x31 over the six
 bytes, signal conversion §6: RH = S_RH/2^20·100 %, T = S_T/2^20·200 - 50 °C.
+
+The catalog entry follows the driver:
+`driver: aht20` — Aosong AHT20 humidity and temperature.
+The driver class above takes plain arguments; only `_make` reads the config.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
+
+from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.config.model import I2CDevice
+from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, CrcError, crc8_sensirion, read_bytes, write_bytes
 
 DEFAULT_ADDRESS = 0x38
@@ -67,3 +76,30 @@ class AHT20:
         if crc != frame[6]:
             raise CrcError(f"AHT20 at 0x{self.address:02x}: CRC 0x{frame[6]:02x}, expected 0x{crc:02x}")
         return convert(*unpack(frame))
+
+
+# -- the catalog entry ------------------------------------------------------------
+
+class AHT20Config(I2CDevice):
+    driver: Literal["aht20"]
+    address: I2CAddress = Field(default=0x38, description="Fixed at 0x38.")
+
+
+def _make(bus: Any, cfg: AHT20Config) -> AHT20:
+    return AHT20(bus, cfg.address)
+
+
+SPEC = DeviceSpec(
+    driver="aht20",
+    summary="Aosong AHT20 temperature and humidity",
+    kind="i2c",
+    config=AHT20Config,
+    quantities=("temperature_c", "humidity_pct"),
+    make_driver=_make,
+    probe=ChipProbe(addresses=(0x38,)),
+    reference="Aosong AHT20 product manual",
+    manufacturer="Aosong",
+    model="AHT20",
+    # 20-bit raw values: 200 °C / 2^20 and 100 %RH / 2^20.
+    resolution=lambda cfg: {"temperature_c": 200 / 2**20, "humidity_pct": 100 / 2**20},
+)

@@ -10,13 +10,22 @@ register §8.6.3.1 (10 µV LSB, two's complement), bus voltage register
   Power_LSB = 20 · Current_LSB;  Current = Shunt · Cal / 4096;  Power = Current · Bus / 5000
 Each `read()` triggers one shunt + bus conversion (MODE 011), waits for CNVR,
 then reads the four result registers of that conversion.
+
+The catalog entry follows the driver:
+`driver: ina219` — TI INA219 current, bus voltage and power monitor.
+The driver class above takes plain arguments; only `_make` reads the config.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, field_validator
+
+from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.config.model import I2CDevice
+from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, DriverError, s16
 
 DEFAULT_ADDRESS = 0x40  # A0, A1 to GND; 0x40..0x4F by A0/A1 (address pins table)
@@ -100,3 +109,51 @@ class INA219:
             "current_a": round(current * self.current_lsb, 6),
             "power_w": round(power * self.power_lsb, 6),
         }
+
+
+# -- the catalog entry ------------------------------------------------------------
+
+class INA219Config(I2CDevice):
+    driver: Literal["ina219"]
+    address: I2CAddress = Field(default=0x40, description="0x40..0x4F (A0/A1 pins).")
+    shunt_ohms: float = Field(default=0.1, gt=0, le=10, description="Shunt resistor in ohms.")
+    max_current_a: float = Field(
+        default=3.2, gt=0, le=100, description="Largest expected current; sets the current resolution."
+    )
+    bus_range_v: Literal[16, 32] = Field(default=32, description="Bus voltage range.")
+    shunt_range_v: float = Field(
+        default=0.32, description="Shunt voltage full scale (PGA): 0.04, 0.08, 0.16 or 0.32 V."
+    )
+
+    @field_validator("shunt_range_v")
+    @classmethod
+    def _pga(cls, v: float) -> float:
+        if v not in (0.04, 0.08, 0.16, 0.32):
+            raise ValueError("must be 0.04, 0.08, 0.16 or 0.32 (volts)")
+        return v
+
+
+def _make(bus: Any, cfg: INA219Config) -> INA219:
+    return INA219(bus, cfg.address, shunt_ohms=cfg.shunt_ohms, max_current_a=cfg.max_current_a,
+                  bus_range_v=cfg.bus_range_v, shunt_range_v=cfg.shunt_range_v)
+
+
+def _resolution(cfg: INA219Config) -> dict[str, float]:
+    _, current_lsb = calibration(cfg.max_current_a, cfg.shunt_ohms)
+    return {"bus_voltage_v": BUS_LSB_V, "shunt_voltage_v": SHUNT_LSB_V,
+            "current_a": current_lsb, "power_w": 20 * current_lsb}  # SBOS448 §8.5.1
+
+
+SPEC = DeviceSpec(
+    driver="ina219",
+    summary="TI INA219 current, voltage and power",
+    kind="i2c",
+    config=INA219Config,
+    quantities=("bus_voltage_v", "shunt_voltage_v", "current_a", "power_w"),
+    make_driver=_make,
+    probe=ChipProbe(addresses=tuple(range(0x40, 0x50))),
+    reference="TI SBOS448",
+    manufacturer="Texas Instruments",
+    model="INA219",
+    resolution=_resolution,
+)

@@ -25,6 +25,15 @@ new yet it raises `NoNewData` at once, and the reader asks again at its next
 slot: waiting here would hold the bus, and every other chip on it, for up to a
 period. Only when nothing new has come for `STALE_AFTER_PERIODS` periods has the
 chip stopped measuring, and that is a `ConversionTimeout`.
+
+The catalog entry follows the driver:
+`driver: scd4x` — Sensirion SCD40/SCD41 CO2 sensor (with temperature and humidity).
+
+The chip measures on its own schedule: every 5 s in `periodic` mode, about
+every 30 s in `low_power` mode. Polling faster than that would find nothing
+new at most polls, so an `interval` shorter than the mode's period is a config
+error.
+The driver class above takes plain arguments; only `_make` reads the config.
 """
 
 from __future__ import annotations
@@ -33,6 +42,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.config.model import I2CDevice
+from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, NoNewData, check_words, read_bytes, write_bytes
 
 DEFAULT_ADDRESS = 0x62  # the only address of the SCD4x
@@ -139,3 +154,56 @@ class SCD4x:
             )
         raise NoNewData(f"SCD4x at 0x{self.address:02x}: no new measurement yet "
                         f"({quiet:.1f} s after the last; it measures every {self.period:g} s)")
+
+
+# -- the catalog entry ------------------------------------------------------------
+
+class SCD4xConfig(I2CDevice):
+    driver: Literal["scd4x"]
+    address: I2CAddress = Field(default=0x62, description="0x62 (the SCD4x has no address pin).")
+    mode: Literal["periodic", "low_power"] = Field(
+        default="periodic",
+        description="periodic: a measurement every 5 s (interval 5s or more); "
+        "low_power: about every 30 s (interval 30s or more).",
+    )
+
+    @model_validator(mode="after")
+    def _interval_not_below_period(self) -> SCD4xConfig:
+        period = SIGNAL_UPDATE_INTERVAL_S[self.mode]
+        if self.interval < period:
+            # Reported on `interval` (not on the device as a whole), so the error
+            # line points at the key to change.
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [InitErrorDetails(
+                    type=PydanticCustomError(
+                        "interval_below_period",
+                        f"shorter than the {period:g} s measurement period of mode {self.mode}; "
+                        f"use {period:g}s or more",
+                    ),
+                    loc=("interval",),
+                    input=self.interval,
+                )],
+            )
+        return self
+
+
+def _make(bus: Any, cfg: SCD4xConfig) -> SCD4x:
+    return SCD4x(bus, cfg.address, mode=cfg.mode)
+
+
+SPEC = DeviceSpec(
+    driver="scd4x",
+    summary="Sensirion SCD4x (SCD40/SCD41) CO2, temperature and humidity",
+    kind="i2c",
+    config=SCD4xConfig,
+    quantities=("co2_ppm", "temperature_c", "humidity_pct"),
+    make_driver=_make,
+    probe=ChipProbe(addresses=(0x62,)),  # no id register: commands only
+    reference="Sensirion Datasheet SCD4x",
+    manufacturer="Sensirion",
+    model="SCD4x",
+    # CO2 in whole ppm; temperature and humidity as 16-bit words (175 °C, 100 %RH span).
+    resolution=lambda cfg: {"co2_ppm": 1.0, "temperature_c": 175 / 65535,
+                            "humidity_pct": 100 / 65535},
+)

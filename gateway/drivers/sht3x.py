@@ -8,6 +8,10 @@ conversion §4.13.
 The commands without clock stretching are used: the Raspberry Pi's I2C block
 mishandles clock stretching, and while a measurement is running the chip NACKs
 its read header instead (§4.4), which the driver treats as "not ready yet".
+
+The catalog entry follows the driver:
+`driver: sht3x` — Sensirion SHT30/SHT31/SHT35 humidity and temperature.
+The driver class above takes plain arguments; only `_make` reads the config.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
+from pydantic import Field
+
+from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.config.model import I2CDevice
+from gateway.config.types import I2CAddress
 from gateway.drivers import check_words, read_bytes, read_when_ready, write_bytes
 
 DEFAULT_ADDRESS = 0x44  # ADDR pin low; 0x45 with ADDR high (§3.7 Table 7)
@@ -73,3 +82,33 @@ class SHT3x:
         data = read_when_ready(self.bus, self.address, 6, budget, self._sleep, "SHT3x")
         s_t, s_rh = check_words(data, f"SHT3x at 0x{self.address:02x}")
         return convert(s_t, s_rh)
+
+
+# -- the catalog entry ------------------------------------------------------------
+
+class SHT3xConfig(I2CDevice):
+    driver: Literal["sht3x"]
+    address: I2CAddress = Field(default=0x44, description="0x44 (ADDR low) or 0x45 (ADDR high).")
+    repeatability: Literal["high", "medium", "low"] = Field(
+        default="high", description="Measurement repeatability (high: 15 ms, low: 4.5 ms per reading)."
+    )
+
+
+def _make(bus: Any, cfg: SHT3xConfig) -> SHT3x:
+    return SHT3x(bus, cfg.address, repeatability=cfg.repeatability)
+
+
+SPEC = DeviceSpec(
+    driver="sht3x",
+    summary="Sensirion SHT3x temperature and humidity",
+    kind="i2c",
+    config=SHT3xConfig,
+    quantities=("temperature_c", "humidity_pct"),
+    make_driver=_make,
+    # No id register (a status word only): recognised by address.
+    probe=ChipProbe(addresses=(0x44, 0x45)),
+    reference="Sensirion Datasheet SHT3x-DIS",
+    manufacturer="Sensirion",
+    model="SHT3x",
+    resolution=lambda cfg: {"temperature_c": 175 / 65535, "humidity_pct": 100 / 65535},
+)

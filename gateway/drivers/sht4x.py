@@ -7,6 +7,10 @@ number; 0x94 soft reset), CRC §4.4 (same CRC-8 as the SHT3x), conversion §4.6:
 T = -45 + 175·S_T/(2^16-1), RH = -6 + 125·S_RH/(2^16-1), cropped to 0..100 %RH.
 
 While measuring the chip NACKs its read header, which is "not ready yet".
+
+The catalog entry follows the driver:
+`driver: sht4x` — Sensirion SHT40/SHT41/SHT45 humidity and temperature.
+The driver class above takes plain arguments; only `_make` reads the config.
 """
 
 from __future__ import annotations
@@ -14,6 +18,11 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
+from pydantic import Field
+
+from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.config.model import I2CDevice
+from gateway.config.types import I2CAddress
 from gateway.drivers import check_words, read_bytes, read_when_ready, write_bytes
 
 DEFAULT_ADDRESS = 0x44
@@ -58,3 +67,32 @@ class SHT4x:
         data = read_when_ready(self.bus, self.address, 6, budget, self._sleep, "SHT4x")
         s_t, s_rh = check_words(data, f"SHT4x at 0x{self.address:02x}")
         return convert(s_t, s_rh)
+
+
+# -- the catalog entry ------------------------------------------------------------
+
+class SHT4xConfig(I2CDevice):
+    driver: Literal["sht4x"]
+    address: I2CAddress = Field(default=0x44, description="0x44 (SHT4x-A), 0x45 (-B) or 0x46 (-C).")
+    precision: Literal["high", "medium", "low"] = Field(
+        default="high", description="Measurement precision (high: 8.3 ms, low: 1.6 ms)."
+    )
+
+
+def _make(bus: Any, cfg: SHT4xConfig) -> SHT4x:
+    return SHT4x(bus, cfg.address, precision=cfg.precision)
+
+
+SPEC = DeviceSpec(
+    driver="sht4x",
+    summary="Sensirion SHT4x temperature and humidity",
+    kind="i2c",
+    config=SHT4xConfig,
+    quantities=("temperature_c", "humidity_pct"),
+    make_driver=_make,
+    probe=ChipProbe(addresses=(0x44, 0x45, 0x46)),
+    reference="Sensirion Datasheet SHT4x",
+    manufacturer="Sensirion",
+    model="SHT4x",
+    resolution=lambda cfg: {"temperature_c": 175 / 65535, "humidity_pct": 125 / 65535},
+)

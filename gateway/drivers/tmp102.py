@@ -4,11 +4,21 @@ Reference: TI SBOS397 (TMP102 datasheet). Pointer register §7.5.1 (Table 7-3),
 temperature register §7.5.2 (Tables 7-4/7-5: 12-bit format, Table 7-1 data
 examples), configuration register §7.5.3 (EM bit: 13-bit extended mode, range
 up to 150 °C, Table 7-2 data examples).
+
+The catalog entry follows the driver:
+`driver: tmp102` — TI TMP102 temperature sensor.
+The driver class above takes plain arguments; only `_make` reads the config.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.config.model import I2CDevice
+from gateway.config.types import I2CAddress
 
 DEFAULT_ADDRESS = 0x48  # ADD0 to GND; 0x49 V+, 0x4A SDA, 0x4B SCL (Table 6-4)
 
@@ -55,3 +65,31 @@ class TMP102:
         # One two-byte read: both halves of the same conversion.
         msb, lsb = self.bus.read_i2c_block_data(self.address, REG_TEMPERATURE, 2)
         return {"temperature_c": decode_temperature(msb, lsb, self.extended)}
+
+
+# -- the catalog entry ------------------------------------------------------------
+
+class TMP102Config(I2CDevice):
+    driver: Literal["tmp102"]
+    address: I2CAddress = Field(default=0x48, description="0x48..0x4B (ADD0 pin).")
+    extended: bool = Field(default=False, description="13-bit extended mode (up to 150 °C).")
+
+
+def _make(bus: Any, cfg: TMP102Config) -> TMP102:
+    return TMP102(bus, cfg.address, extended=cfg.extended)
+
+
+SPEC = DeviceSpec(
+    driver="tmp102",
+    summary="TI TMP102 temperature",
+    kind="i2c",
+    config=TMP102Config,
+    quantities=("temperature_c",),
+    make_driver=_make,
+    # No id register: recognised by address only.
+    probe=ChipProbe(addresses=(0x48, 0x49, 0x4A, 0x4B)),
+    reference="TI SBOS397",
+    manufacturer="Texas Instruments",
+    model="TMP102",
+    resolution=lambda cfg: {"temperature_c": 0.0625},  # 12/13-bit, 0.0625 °C per LSB
+)

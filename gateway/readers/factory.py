@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from gateway.catalog.modbus_rtu import ModbusRtuConfig
 from gateway.catalog.registry import spec_for
 from gateway.config.model import DeviceBase, I2CDevice, SerialDevice
+from gateway.protocols.modbus import ModbusRtuConfig
 from gateway.readers.base import ReaderContext
 from gateway.readers.i2c import I2CBuses, I2CReader
 from gateway.readers.runner import DeviceRunner

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.catalog import DeviceSpec, I2CDriver
+from gateway.catalog.spec import DeviceSpec, I2CDriver
 from gateway.config.model import I2CDevice
 from gateway.readers.base import PolledDevice, ReaderContext
 

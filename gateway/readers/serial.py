@@ -25,13 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.catalog.modbus_rtu import ModbusRtuConfig, register_specs
 from gateway.catalog.spec import Decode
 
 # ModbusRtuConfig, register_specs
 from gateway.config.model import SerialDevice
 from gateway.protocols.framer import LineFramer
-from gateway.protocols.modbus import crc_ok, decode_map, plan_blocks
+from gateway.protocols.modbus import ModbusRtuConfig, crc_ok, decode_map, plan_blocks, register_specs
 from gateway.readers.base import Backoff, PolledReader, Reader, ReaderContext
 
 log = logging.getLogger("gateway.readers.serial")

@@ -54,7 +54,7 @@ def serve_devices(devices: Iterable[Any], link_dir: str | None = None,
 
 def load_register_map(bus: ModbusSlaveSim, dev: Any, sim: dict[str, Any]) -> None:
     """Fill the slave's registers so the device's map decodes to `sim.values` (or defaults)."""
-    from gateway.catalog.modbus_rtu import register_specs
+    from gateway.protocols.modbus import register_specs
 
     values: dict[str, Any] = dict(sim.get("values") or {})
     bus.add_unit(dev.slave)
