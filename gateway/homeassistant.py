@@ -23,9 +23,10 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__
 from gateway.catalog.registry import quantities_for, spec_for
@@ -263,7 +264,7 @@ class Discovery:
     def __call__(self, publisher: Publisher) -> None:
         self.publish(publisher)
 
-    def publish(self, publisher: Any) -> None:
+    def publish(self, publisher: Publisher) -> None:
         """Announce everything; clear what was announced before and is gone now."""
         current = self.announcements()
         topics = {a.topic for a in current}
@@ -305,7 +306,20 @@ def default_record_path(cfg: Config) -> Path:
     return spool.with_name(spool.name + ".ha-discovery.json")
 
 
-def install(gateway: Any) -> Discovery | None:
+class DiscoveryHost(Protocol):
+    """What discovery needs of the gateway: its config, publisher and supervisor ticks."""
+
+    @property
+    def cfg(self) -> Config: ...
+
+    @property
+    def publisher(self) -> Publisher: ...
+
+    @property
+    def tick_hooks(self) -> list[Callable[[Any], None]]: ...
+
+
+def install(gateway: DiscoveryHost) -> Discovery | None:
     """Register discovery on the gateway's publisher when the config asks for it.
 
     Announced after every (re)connect, and again after a SIGHUP reload changed the
@@ -317,7 +331,7 @@ def install(gateway: Any) -> Discovery | None:
     d = Discovery(gateway.cfg)
     gateway.publisher.on_connected.append(d)
 
-    def on_tick(gw: Any) -> None:
+    def on_tick(gw: DiscoveryHost) -> None:
         if gw.cfg is not d.cfg:
             d.cfg = gw.cfg
             if gw.publisher.connected:

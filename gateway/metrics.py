@@ -24,11 +24,19 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.config.types import parse_listen
+from gateway.health import Health
 from gateway.reading import parse_ts
 from gateway.web.server import HttpListener
+
+if TYPE_CHECKING:
+    # Types only: the publisher and outbox import paho and SQLite, which a process that
+    # only observes inference latency (the supervisor) need not load for them.
+    from gateway.config.model import Config
+    from gateway.mqtt.publisher import Publisher
+    from gateway.outbox.outbox import Outbox
 
 log = logging.getLogger("gateway.metrics")
 
@@ -88,10 +96,32 @@ def reading_age(payload: bytes, now: float | None = None) -> float | None:
     return (time.time() if now is None else now) - ts
 
 
+class Observed(Protocol):
+    """What the metrics read of the gateway (the daemon, or the status page's view of it)."""
+
+    @property
+    def health(self) -> Health: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+
+class Acknowledging(Protocol):
+    """A gateway whose publisher reports each acknowledged reading (`on_acked`)."""
+
+    @property
+    def publisher(self) -> Publisher: ...
+
+
+class MetricsHost(Observed, Acknowledging, Protocol):
+    @property
+    def cfg(self) -> Config: ...
+
+
 class GatewayCollector:
     """Reads the gateway's own bookkeeping when Prometheus scrapes."""
 
-    def __init__(self, gateway: Any, latency: Histogram) -> None:
+    def __init__(self, gateway: Observed, latency: Histogram) -> None:
         self.gw = gateway
         self.latency = latency
 
@@ -170,8 +200,8 @@ class GatewayCollector:
             except Exception:
                 log.exception("metrics: health source %r failed", source)
                 continue
-            for key, value in _numeric_leaves(data):
-                extra.add_metric([source, key], value)
+            for key, number in _numeric_leaves(data):
+                extra.add_metric([source, key], number)
         yield extra
 
 
@@ -187,7 +217,7 @@ _LATENCY: weakref.WeakKeyDictionary[Any, Histogram] = weakref.WeakKeyDictionary(
 _LATENCY_LOCK = threading.Lock()
 
 
-def latency_histogram(gateway: Any) -> Histogram:
+def latency_histogram(gateway: Acknowledging) -> Histogram:
     """The publish-latency histogram of `gateway`, fed by its publisher's acks (one per gateway)."""
     publisher = gateway.publisher
     with _LATENCY_LOCK:
@@ -211,7 +241,7 @@ class MetricsServer:
     connection at a time with no socket timeout.)
     """
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: MetricsHost) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         host, port = parse_listen(str(gateway.cfg.metrics.listen))

@@ -18,6 +18,28 @@ if TYPE_CHECKING:
     from gateway.config.model import DeviceBase
 
 
+class I2CBus(Protocol):
+    """What a driver talks to: the `smbus2.SMBus` methods drivers use (DESIGN.md, Driver API).
+
+    `smbus2.SMBus` and the simulator's `SimBus` both fit (positional arguments only:
+    implementations name them as they like and may take smbus2's `force` too).
+    """
+
+    def read_byte_data(self, i2c_addr: int, register: int, /) -> int: ...
+
+    def write_byte_data(self, i2c_addr: int, register: int, value: int, /) -> None: ...
+
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int, /) -> list[int]: ...
+
+    def write_i2c_block_data(self, i2c_addr: int, register: int, data: list[int], /) -> None: ...
+
+    def i2c_rdwr(self, *i2c_msgs: Any) -> None: ...
+
+
+#: How a driver waits (time.sleep, or a simulated clock's sleep in tests).
+Sleep = Callable[[float], None]
+
+
 class I2CDriver(Protocol):
     """What every I2C driver offers (see DESIGN.md, Driver API)."""
 
@@ -61,7 +83,9 @@ class DeviceSpec:
     config: type[DeviceBase]
     quantities: tuple[str, ...]
     #: i2c: build the pure driver from an SMBus-like bus and the device's config.
-    make_driver: Callable[[Any, Any], I2CDriver] | None = None
+    #: (The config is each entry's own model, hence Any: a callable taking the narrower
+    #: model is not one taking any device config.)
+    make_driver: Callable[[I2CBus, Any], I2CDriver] | None = None
     #: Line-oriented serial: the framing and decoder for the device's config and its
     #: health counters (the decoder counts what it rejects there).
     make_stream: Callable[[Any, dict[str, int]], LineStream] | None = None

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, s16
@@ -69,13 +69,13 @@ class ADS1115:
 
     def __init__(
         self,
-        bus: Any,
+        bus: I2CBus,
         address: int = DEFAULT_ADDRESS,
         *,
         channels: Iterable[int] = (0, 1, 2, 3),
         full_scale: float = 4.096,
         data_rate: int = 128,
-        sleep: Any = time.sleep,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.channels = tuple(channels)
         if not self.channels or any(c not in MUX_SINGLE_ENDED for c in self.channels):
@@ -152,7 +152,7 @@ class ADS1115Config(I2CDevice):
         return v
 
 
-def _make(bus: Any, cfg: ADS1115Config) -> ADS1115:
+def _make(bus: I2CBus, cfg: ADS1115Config) -> ADS1115:
     return ADS1115(bus, cfg.address, channels=cfg.channels, full_scale=cfg.full_scale,
                    data_rate=cfg.data_rate)
 

@@ -14,11 +14,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, CrcError, crc8_sensirion, read_bytes, write_bytes
@@ -50,7 +50,7 @@ def unpack(frame: bytes) -> tuple[int, int]:
 
 
 class AHT20:
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, sleep: Any = time.sleep) -> None:
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *, sleep: Sleep = time.sleep) -> None:
         self.bus = bus
         self.address = address
         self._sleep = sleep
@@ -85,7 +85,7 @@ class AHT20Config(I2CDevice):
     address: I2CAddress = Field(default=0x38, description="Fixed at 0x38.")
 
 
-def _make(bus: Any, cfg: AHT20Config) -> AHT20:
+def _make(bus: I2CBus, cfg: AHT20Config) -> AHT20:
     return AHT20(bus, cfg.address)
 
 

@@ -18,11 +18,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import read_bytes, write_bytes
@@ -57,8 +57,8 @@ def counts_to_lux(count: int, mode: str = "high", mtreg: int = MTREG_DEFAULT) ->
 class BH1750:
     """One-time measurements: power on, one measurement command, wait, one 2-byte read."""
 
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, mode: Mode = "high",
-                 mtreg: int = MTREG_DEFAULT, sleep: Any = time.sleep) -> None:
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *, mode: Mode = "high",
+                 mtreg: int = MTREG_DEFAULT, sleep: Sleep = time.sleep) -> None:
         if mode not in OPCODE:
             raise ValueError(f"mode must be high, high2 or low, not {mode!r}")
         if not MTREG_MIN <= mtreg <= MTREG_MAX:
@@ -104,7 +104,7 @@ class BH1750Config(I2CDevice):
     )
 
 
-def _make(bus: Any, cfg: BH1750Config) -> BH1750:
+def _make(bus: I2CBus, cfg: BH1750Config) -> BH1750:
     return BH1750(bus, cfg.address, mode=cfg.mode, mtreg=cfg.mtreg)
 
 

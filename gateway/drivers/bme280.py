@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice, Section
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, WrongChipError, s16, u16_le
@@ -136,7 +136,7 @@ def compensate_humidity(adc_h: int, t_fine: int, cal: Calibration) -> float:
     return (v >> 12) / 1024.0
 
 
-def wait_for_conversion(bus: Any, addr: int, budget: float, sleep: Any, what: str) -> None:
+def wait_for_conversion(bus: I2CBus, addr: int, budget: float, sleep: Sleep, what: str) -> None:
     """Sleep the maximum measurement time, then poll status.measuring (§5.4.4) a few times."""
     sleep(budget)
     for _ in range(3):
@@ -167,14 +167,14 @@ class BME280:
 
     def __init__(
         self,
-        bus: Any,
+        bus: I2CBus,
         address: int = DEFAULT_ADDRESS,
         *,
         oversampling_temperature: int = 1,
         oversampling_pressure: int = 1,
         oversampling_humidity: int = 1,
         iir_filter: int = 0,
-        sleep: Any = time.sleep,
+        sleep: Sleep = time.sleep,
     ) -> None:
         for name, value in (
             ("oversampling_temperature", oversampling_temperature),
@@ -255,7 +255,7 @@ class BME280Config(I2CDevice):
     iir_filter: Literal[0, 2, 4, 8, 16] = Field(default=0, description="IIR filter coefficient.")
 
 
-def _make(bus: Any, cfg: BME280Config) -> BME280:
+def _make(bus: I2CBus, cfg: BME280Config) -> BME280:
     return BME280(
         bus,
         cfg.address,

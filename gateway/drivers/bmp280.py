@@ -14,11 +14,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice, Section
 from gateway.config.types import I2CAddress
 from gateway.drivers import WrongChipError
@@ -44,9 +44,9 @@ OVERSAMPLING = formulas.OVERSAMPLING
 class BMP280:
     """BMP280 in forced mode: one conversion and one 6-byte burst read per `read()`."""
 
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *,
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *,
                  oversampling_temperature: int = 1, oversampling_pressure: int = 1,
-                 iir_filter: int = 0, sleep: Any = time.sleep) -> None:
+                 iir_filter: int = 0, sleep: Sleep = time.sleep) -> None:
         if oversampling_temperature not in OVERSAMPLING or oversampling_temperature == 0:
             raise ValueError(f"oversampling_temperature must be 1..16, not {oversampling_temperature}")
         if oversampling_pressure not in OVERSAMPLING:
@@ -107,7 +107,7 @@ class BMP280Config(I2CDevice):
     iir_filter: Literal[0, 2, 4, 8, 16] = Field(default=0, description="IIR filter coefficient.")
 
 
-def _make(bus: Any, cfg: BMP280Config) -> BMP280:
+def _make(bus: I2CBus, cfg: BMP280Config) -> BMP280:
     return BMP280(bus, cfg.address, oversampling_temperature=cfg.oversampling.temperature,
                   oversampling_pressure=cfg.oversampling.pressure, iir_filter=cfg.iir_filter)
 

@@ -7,20 +7,20 @@ config has no I2C device never loads it.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from gateway.catalog.spec import I2CBus, Sleep
 from gateway.drivers.errors import ConversionTimeout
 
 
-def write_bytes(bus: Any, address: int, data: bytes | Sequence[int]) -> None:
+def write_bytes(bus: I2CBus, address: int, data: bytes | Sequence[int]) -> None:
     """One plain I2C write (START, address+W, bytes, STOP): command-based chips."""
     from smbus2 import i2c_msg
 
     bus.i2c_rdwr(i2c_msg.write(address, list(data)))
 
 
-def read_bytes(bus: Any, address: int, n: int) -> bytes:
+def read_bytes(bus: I2CBus, address: int, n: int) -> bytes:
     """One plain I2C read of `n` bytes (START, address+R, bytes, STOP)."""
     from smbus2 import i2c_msg
 
@@ -34,7 +34,7 @@ def is_nack(exc: OSError) -> bool:
     return exc.errno in (errno.EREMOTEIO, errno.ENXIO)
 
 
-def read_when_ready(bus: Any, address: int, n: int, budget: float, sleep: Callable[[float], None],
+def read_when_ready(bus: I2CBus, address: int, n: int, budget: float, sleep: Sleep,
                     what: str) -> bytes:
     """Read `n` bytes from a chip that NACKs its read header while still measuring.
 

@@ -19,11 +19,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, DriverError, s16
@@ -61,9 +61,9 @@ def calibration(max_current_a: float, shunt_ohms: float) -> tuple[int, float]:
 
 
 class INA219:
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, shunt_ohms: float = 0.1,
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *, shunt_ohms: float = 0.1,
                  max_current_a: float = 3.2, bus_range_v: int = 32, shunt_range_v: float = 0.32,
-                 sleep: Any = time.sleep) -> None:
+                 sleep: Sleep = time.sleep) -> None:
         if bus_range_v not in BRNG:
             raise ValueError(f"bus_range_v must be 16 or 32, not {bus_range_v}")
         if shunt_range_v not in PG:
@@ -133,7 +133,7 @@ class INA219Config(I2CDevice):
         return v
 
 
-def _make(bus: Any, cfg: INA219Config) -> INA219:
+def _make(bus: I2CBus, cfg: INA219Config) -> INA219:
     return INA219(bus, cfg.address, shunt_ohms=cfg.shunt_ohms, max_current_a=cfg.max_current_a,
                   bus_range_v=cfg.bus_range_v, shunt_range_v=cfg.shunt_range_v)
 

@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, NoNewData, check_words, read_bytes, write_bytes
@@ -93,8 +93,8 @@ def convert(co2: int, s_t: int, s_rh: int) -> dict[str, float]:
 class SCD4x:
     """SCD4x in periodic (or low-power periodic) measurement mode."""
 
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, mode: Mode = "periodic",
-                 sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *, mode: Mode = "periodic",
+                 sleep: Sleep = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if mode not in START_COMMAND:
             raise ValueError(f"mode must be periodic or low_power, not {mode!r}")
@@ -188,7 +188,7 @@ class SCD4xConfig(I2CDevice):
         return self
 
 
-def _make(bus: Any, cfg: SCD4xConfig) -> SCD4x:
+def _make(bus: I2CBus, cfg: SCD4xConfig) -> SCD4x:
     return SCD4x(bus, cfg.address, mode=cfg.mode)
 
 

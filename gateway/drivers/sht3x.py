@@ -17,11 +17,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import check_words, read_bytes, read_when_ready, write_bytes
@@ -50,8 +50,8 @@ def convert(s_t: int, s_rh: int) -> dict[str, float]:
 class SHT3x:
     """SHT3x in single-shot mode: one measurement command and one 6-byte read per `read()`."""
 
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *,
-                 repeatability: Repeatability = "high", sleep: Any = time.sleep) -> None:
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *,
+                 repeatability: Repeatability = "high", sleep: Sleep = time.sleep) -> None:
         if repeatability not in CMD_SINGLE_SHOT:
             raise ValueError(f"repeatability must be high, medium or low, not {repeatability!r}")
         self.bus = bus
@@ -94,7 +94,7 @@ class SHT3xConfig(I2CDevice):
     )
 
 
-def _make(bus: Any, cfg: SHT3xConfig) -> SHT3x:
+def _make(bus: I2CBus, cfg: SHT3xConfig) -> SHT3x:
     return SHT3x(bus, cfg.address, repeatability=cfg.repeatability)
 
 

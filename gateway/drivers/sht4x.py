@@ -16,11 +16,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 from gateway.drivers import check_words, read_bytes, read_when_ready, write_bytes
@@ -44,8 +44,8 @@ def convert(s_t: int, s_rh: int) -> dict[str, float]:
 
 
 class SHT4x:
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, precision: Precision = "high",
-                 sleep: Any = time.sleep) -> None:
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *, precision: Precision = "high",
+                 sleep: Sleep = time.sleep) -> None:
         if precision not in CMD_MEASURE:
             raise ValueError(f"precision must be high, medium or low, not {precision!r}")
         self.bus = bus
@@ -79,7 +79,7 @@ class SHT4xConfig(I2CDevice):
     )
 
 
-def _make(bus: Any, cfg: SHT4xConfig) -> SHT4x:
+def _make(bus: I2CBus, cfg: SHT4xConfig) -> SHT4x:
     return SHT4x(bus, cfg.address, precision=cfg.precision)
 
 

@@ -12,11 +12,11 @@ The driver class above takes plain arguments; only `_make` reads the config.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from gateway.catalog.spec import ChipProbe, DeviceSpec
+from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus
 from gateway.config.model import I2CDevice
 from gateway.config.types import I2CAddress
 
@@ -52,7 +52,7 @@ def decode_temperature(msb: int, lsb: int, extended: bool) -> float:
 class TMP102:
     """TMP102 in continuous conversion mode (the power-on default, 4 Hz)."""
 
-    def __init__(self, bus: Any, address: int = DEFAULT_ADDRESS, *, extended: bool = False) -> None:
+    def __init__(self, bus: I2CBus, address: int = DEFAULT_ADDRESS, *, extended: bool = False) -> None:
         self.bus = bus
         self.address = address
         self.extended = extended
@@ -75,7 +75,7 @@ class TMP102Config(I2CDevice):
     extended: bool = Field(default=False, description="13-bit extended mode (up to 150 °C).")
 
 
-def _make(bus: Any, cfg: TMP102Config) -> TMP102:
+def _make(bus: I2CBus, cfg: TMP102Config) -> TMP102:
     return TMP102(bus, cfg.address, extended=cfg.extended)
 
 

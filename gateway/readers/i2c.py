@@ -18,13 +18,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from gateway.catalog.spec import DeviceSpec, I2CDriver
+from gateway.catalog.spec import DeviceSpec, I2CBus, I2CDriver
 from gateway.config.model import I2CDevice
 from gateway.readers.base import PolledDevice, ReaderContext
 
 log = logging.getLogger("gateway.readers")
+
+
+class OpenBus(I2CBus, Protocol):
+    """An opened /dev/i2c-N (`smbus2.SMBus`, or the simulator's bus)."""
+
+    def close(self) -> None: ...
 
 
 class BusPoller:
@@ -119,9 +125,9 @@ class BusPoller:
 class I2CBuses:
     """Opens each bus once; hands out its object, its lock and its poller thread."""
 
-    def __init__(self, opener: Callable[[int], Any] | None = None) -> None:
+    def __init__(self, opener: Callable[[int], OpenBus] | None = None) -> None:
         self._opener = opener or _open_smbus
-        self._buses: dict[int, Any] = {}
+        self._buses: dict[int, OpenBus] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._pollers: dict[int, BusPoller] = {}
         self._guard = threading.Lock()
@@ -137,7 +143,7 @@ class I2CBuses:
                 p = self._pollers[bus] = BusPoller(bus)
             return p
 
-    def get(self, bus: int) -> Any:
+    def get(self, bus: int) -> OpenBus:
         """The bus object; raises OSError when /dev/i2c-N cannot be opened (retried)."""
         with self._guard:
             b = self._buses.get(bus)
@@ -157,7 +163,7 @@ class I2CBuses:
             self._buses.clear()
 
 
-def _open_smbus(bus: int) -> Any:
+def _open_smbus(bus: int) -> OpenBus:
     from smbus2 import SMBus
 
     return SMBus(bus)

@@ -26,6 +26,7 @@ from gateway.config.types import parse_listen
 from gateway.health import Health
 from gateway.metrics import GatewayCollector, latency_histogram, reading_age
 from gateway.mqtt.credentials import SecretError, warn_if_others_can_read
+from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox
 from gateway.quantities import quantity
 from gateway.reading import Reading, format_ts
@@ -46,6 +47,9 @@ class GatewayView(Protocol):
     outbox: Outbox
     put: Callable[[Reading], bool]
     components: list[Any]
+
+    @property
+    def publisher(self) -> Publisher: ...
 
 
 class StatusPage:
