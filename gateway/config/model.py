@@ -1,8 +1,10 @@
 """The configuration schema: typed, validated, unknown keys refused.
 
 Top-level sections are fixed here. Each device's keys depend on its `driver`
-and are declared next to the driver's catalog entry (`gateway/catalog/`); the
-loader validates every device against its driver's model.
+and are declared in that driver's catalog entry, at the end of its module in
+`gateway/drivers/` or `gateway/protocols/`; the loader validates every device
+against its driver's model. `DeviceBase`, `I2CDevice` and `SerialDevice` are the
+bases those models share.
 """
 
 from __future__ import annotations
