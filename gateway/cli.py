@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands that live in their own modules add their parsers here."""
-    for name in ("scan", "watch", "install", "completion"):
+    for name in ("scan", "watch", "reload", "install", "completion"):
         try:
             module = importlib.import_module(f"gateway.commands.{name}")
         except ImportError:

@@ -151,6 +151,10 @@ class Gateway:
         self._reload_requested = True
         self._wake.set()
 
+    def wake(self) -> None:
+        """Run the tick hooks now (any thread): a state changed that systemd should see."""
+        self._wake.set()
+
     def run(self, tick: float | None = None) -> int:
         """Start, then supervise until SIGTERM/SIGINT. Returns the exit code."""
         self._install_signals()

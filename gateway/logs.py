@@ -34,6 +34,18 @@ def under_journal() -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+def print_error(line: str) -> None:
+    """One problem line on stderr for a person or systemd to read (not a log record).
+
+    Under the journal it carries the error priority (`<3>`), so
+    `journalctl -u edge-gateway -p err` shows why a start or reload failed;
+    in a terminal it is printed as is (`check`'s `FILE:LINE: path: message`).
+    """
+    prefix = f"<{_PRIORITY[logging.ERROR]}>" if under_journal() else ""
+    sys.stderr.write("".join(f"{prefix}{part}\n" for part in line.splitlines() or [""]))
+    sys.stderr.flush()
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if under_journal():

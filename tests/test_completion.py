@@ -11,7 +11,7 @@ from gateway.commands.completion import script
 
 def test_completion_lists_every_command_and_its_options() -> None:
     text = script(build_parser())
-    for command in ("run", "check", "scan", "watch", "version", "install", "completion"):
+    for command in ("run", "check", "scan", "watch", "reload", "version", "install", "completion"):
         assert f"        {command}) COMPREPLY" in text
     assert "--config" in text and "--log-level" in text
 

@@ -142,7 +142,7 @@ def test_mqtt_change_needs_a_restart_and_keeps_running_values(tmp_path: Path,
         probe_reader = gw.readers["probe"]
         path.write_text(config_text(tmp_path, broker.port, AIR + PROBE_NEW,
                                     mqtt_extra="  keepalive: 30s\n  qos: 0"))
-        assert reload_gateway(gw) is True
+        assert reload_gateway(gw).applied is True
         # The untouched reader is the same running thread; the changed one is new.
         assert gw.readers["air"] is air_reader and air_reader.alive
         assert gw.readers["probe"] is not probe_reader and not probe_reader.alive
@@ -151,7 +151,7 @@ def test_mqtt_change_needs_a_restart_and_keeps_running_values(tmp_path: Path,
         assert gw.cfg.mqtt.keepalive == 60.0 and gw.cfg.mqtt.qos == 1
         assert gw.cfg.device("probe").sim == {"values": {"temperature_c": 30.5}}
         # Reloading the same file again: mqtt still differs, devices do not.
-        assert reload_gateway(gw) is False
+        assert reload_gateway(gw).applied is False
         assert gw.readers["probe"].alive
     finally:
         gw.shutdown()
@@ -192,7 +192,7 @@ def test_changed_serial_device_gets_a_new_simulated_port(tmp_path: Path,
         assert gw.sim is not None
         old_pty = gw.sim.extras["gps"]
         path.write_text(config_text(tmp_path, broker.port, AIR + gps(48.0)))
-        assert reload_gateway(gw) is True
+        assert reload_gateway(gw).applied is True
         assert gw.sim.extras["gps"] is not old_pty
         assert sub.wait_for(lambda s: len([
             m for m in s.on(f"{PREFIX}/gps") if abs(m.json()["latitude_deg"] - 48.0) < 0.01

@@ -92,8 +92,22 @@ def test_unit_contract() -> None:
     assert s["Type"] == ["notify"]
     assert s["NotifyAccess"] == ["main"]
     assert s["Restart"] == ["on-failure"]
-    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # The config is checked by the main process (exit 2, which RestartPreventExitStatus=
+    # covers), never by an ExecStartPre= step, whose failure restarts the unit for ever.
+    assert "ExecStartPre" not in s and "ExecCondition" not in s
+    assert s["RestartPreventExitStatus"] == ["2"]
     assert s["ExecStart"] == [f"{INSTALLED_EXE} run -c /etc/edge-gateway/config.yaml"]
+    # Reload waits for the daemon's verdict (its exit status is what systemctl reports).
+    assert s["ExecReload"] == [f"{INSTALLED_EXE} reload --pid $MAINPID"]
+    assert s["RuntimeDirectory"] == ["edge-gateway"]
+    # Not ordered after time-sync.target (an offline Pi would take no readings); the
+    # local clock source is set first.
+    after = " ".join(s["After"]).split()
+    assert "time-set.target" in after and "time-sync.target" not in after
+    # Serial majors exist before DeviceAllow=char-ttyUSB/char-ttyACM are resolved.
+    for module in ("usbserial", "cdc_acm"):
+        assert f"modprobe@{module}.service" in " ".join(s["Wants"]).split()
+        assert f"modprobe@{module}.service" in after
     watchdog = s["WatchdogSec"][0]
     assert watchdog.endswith("s") and float(watchdog[:-1]) >= 10
     assert s["User"] == ["edge-gateway"]

@@ -11,7 +11,6 @@ and PyYAML exist (they go into the venv it makes).
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli import DEFAULT_CONFIG
@@ -38,13 +37,14 @@ def load_or_report(path: str, *, unreadable_hint: str = UNREADABLE_HINT) -> Conf
     # Here, not at the top: the config needs pydantic and PyYAML (see above).
     from gateway.config import ConfigError, load_config
     from gateway.config.sim import set_sim_validator
+    from gateway.logs import print_error
 
     set_sim_validator(_validate_sim)
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(with_hint(problem, unreadable_hint), file=sys.stderr)
+            print_error(with_hint(problem, unreadable_hint))
         return None
 
 

@@ -8,6 +8,7 @@ import sys
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
 from gateway.config.checks import run_warnings
+from gateway.logs import print_error
 from gateway.service.checks import deep_checks
 
 __all__ = ["deep_checks", "main"]
@@ -24,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     problems = deep_checks(cfg)
     if problems:
         for line in problems:
-            print(line, file=sys.stderr)
+            print_error(line)
         return EXIT_CONFIG
     warnings = [str(w) for w in run_warnings(cfg)]
     for line in warnings:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
-import sys
 from pathlib import Path
 
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
 from gateway.config.checks import not_writable, run_as_service_hint
 from gateway.daemon import Gateway
+from gateway.logs import print_error
 from gateway.mqtt.credentials import SecretError
 from gateway.outbox.spool import SpoolError
+from gateway.service.checks import deep_checks
 from gateway.service.watchdog import attach
 
 log = logging.getLogger("gateway")
@@ -36,17 +37,27 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
+    # The config is checked here, in the main process, not by an ExecStartPre= step:
+    # exit 2 is what RestartPreventExitStatus=2 keeps systemd from restarting in a loop
+    # (it applies to the main process only), and print_error gives the lines `<3>`.
     cfg = load_or_report(args.config)
     if cfg is None:
+        return EXIT_CONFIG
+    # The model is not loaded here: one that does not load is the inference supervisor's
+    # to retry, never a reason to keep the sensors down.
+    problems = deep_checks(cfg, load_model=False)
+    if problems:
+        for line in problems:
+            print_error(line)
         return EXIT_CONFIG
     try:
         gw = Gateway(cfg)
     except SecretError as exc:
-        print(f"{args.config}: {exc}", file=sys.stderr)
+        print_error(f"{args.config}: {exc}")
         return EXIT_CONFIG
     except SpoolError as exc:
         hint = f" ({run_as_service_hint(args.config)})" if not_writable(Path(cfg.buffer.path)) else ""
-        print(f"{args.config}: buffer.path: {exc}{hint}", file=sys.stderr)
+        print_error(f"{args.config}: buffer.path: {exc}{hint}")
         return EXIT_CONFIG
     # systemd (NOTIFY_SOCKET, WATCHDOG_USEC): READY/STATUS/WATCHDOG/STOPPING; no-op outside it.
     glue = attach(gw)

@@ -37,10 +37,10 @@ def make_interpreter(model: Path, num_threads: int = 1) -> Any:
     ValueError for a file that is not a valid model.
     """
     if Interpreter is None:
-        raise RuntimeMissing(
-            "no TFLite runtime installed: pip install 'edge-gateway[inference]' "
-            "(ai-edge-litert, or tflite-runtime on 32-bit ARM)"
-        )
+        from gateway.inference.probe import missing_extra
+
+        raise RuntimeMissing(missing_extra("no TFLite runtime: ai-edge-litert, or tflite-runtime "
+                                           "on 32-bit ARM"))
     path = Path(model)
     with path.open("rb"):  # a clear OSError (ENOENT/EACCES) with the file name
         pass

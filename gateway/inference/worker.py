@@ -84,11 +84,17 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
 
 
 def _run(conn: Connection, s: WorkerSettings) -> int:
-    # Here, in the worker process: the camera and the model load numpy and the
-    # interpreter, which the daemon's process never needs.
-    from gateway.inference.camera import CameraError, open_camera
-    from gateway.inference.model import Model
+    try:
+        # Here, in the worker process: the camera and the model load numpy and the
+        # interpreter, which the daemon's process never needs. A missing extra (no numpy,
+        # no runtime) is one error message to the supervisor, not a traceback per restart.
+        from gateway.inference.camera import CameraError, open_camera
+        from gateway.inference.model import Model
+    except ImportError as exc:
+        from gateway.inference.probe import missing_extra
 
+        conn.send(("error", "model", missing_extra(f"no module {exc.name or exc}")))
+        return EXIT_MODEL
     try:
         model = Model(Path(s.model), labels=Path(s.labels) if s.labels else None, task=s.task,
                       num_threads=s.num_threads, score_threshold=s.score_threshold,

@@ -418,6 +418,7 @@ class Publisher:
         self.connected = True
         self.health.broker_connected = True
         self.health.broker_error = None
+        self.health.changed()  # systemd's Status= line says so at once
         if self._ever_connected:
             self.health.reconnects += 1
             log.info("reconnected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
@@ -440,7 +441,10 @@ class Publisher:
         """A failed attempt: logged once per distinct reason; retried with backoff."""
         self.connected = False
         self.health.broker_connected = False
+        changed = self.health.broker_error != text
         self.health.broker_error = text
+        if changed:
+            self.health.changed()
         if self._last_refusal != text:
             log.log(level, "%s; readings are kept in the spool, retrying with backoff", text)
             self._last_refusal = text
@@ -457,6 +461,7 @@ class Publisher:
             self.outbox.rewind()
         if was:
             self.health.broker_error = f"disconnected: {reason_code}"
+            self.health.changed()
             log.warning(
                 "lost the broker (%s); readings are kept in the spool, reconnecting", reason_code
             )

@@ -1,7 +1,8 @@
 """Checks beyond the schema, run by `edge-gateway check` and before a reload applies.
 
 Referenced files must exist (`gateway.config.checks`); an enabled inference
-model must load and fit its task and labels (`gateway.inference.model.check_model`).
+model must load and fit its task and labels (`gateway.inference.model.check_model`,
+run in a child process by `gateway.inference.probe`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ from gateway.config.model import Config
 from gateway.config.problems import Problem
 
 
-def deep_checks(cfg: Config) -> list[str]:
-    """One line per problem, `FILE:LINE: path: what` (empty: all good)."""
+def deep_checks(cfg: Config, load_model: bool = True) -> list[str]:
+    """One line per problem, `FILE:LINE: path: what` (empty: all good).
+
+    `load_model`: also load the inference model, in a child process
+    (gateway.inference.probe: a runtime that crashes costs one line, not the caller).
+    `run` and a reload skip it: a model that does not load is the inference
+    supervisor's to retry, never a reason to keep the sensors down."""
     problems = run_checks(cfg)
     inf = cfg.inference
-    if inf.enabled and inf.model is not None and Path(inf.model).is_file():
-        # Here, not at the top: the model check loads numpy and the interpreter, which a
-        # config without inference never needs.
-        from gateway.inference.model import check_model
+    if load_model and inf.enabled and inf.model is not None and Path(inf.model).is_file():
+        from gateway.inference.probe import probe_model
 
         labels = inf.labels if inf.labels is not None and Path(inf.labels).is_file() else None
-        why = check_model(Path(inf.model), inf.task, labels, preset=inf.preset, mean=inf.mean,
+        why = probe_model(Path(inf.model), inf.task, labels, preset=inf.preset, mean=inf.mean,
                           std=inf.std)
         if why is not None:
             line = line_finder(cfg)

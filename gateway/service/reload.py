@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,6 +24,7 @@ from gateway.config.model import Config, DeviceBase
 from gateway.config.problems import ConfigError
 from gateway.service.checks import deep_checks
 from gateway.service.notify import default_notifier
+from gateway.service.reload_reply import send_reply
 from gateway.service.supervised import Supervised
 from gateway.service.watchdog import status_line
 
@@ -34,49 +36,64 @@ RESTART_SECTIONS = ("mqtt", "buffer", "inference", "homeassistant", "metrics")
 RESTART_GATEWAY_KEYS = ("id", "simulate")
 
 
-def reload_gateway(gw: Supervised) -> bool:
-    """Reload `gw.cfg.source`. True if a new config was applied (even partly)."""
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: `applied` (a new config is in use, even partly), `ok` (False:
+    the new file was rejected), a one-line summary and the problems found."""
+
+    ok: bool
+    applied: bool
+    summary: str
+    problems: tuple[str, ...] = ()
+
+
+def reload_gateway(gw: Supervised) -> ReloadOutcome:
+    """Reload `gw.cfg.source`; the outcome also goes back to `edge-gateway reload`."""
     notifier = default_notifier()
     notifier.reloading("reloading the configuration")
-    applied = False
+    outcome = ReloadOutcome(False, False, "reload failed")
     try:
-        applied = _reload(gw)
+        outcome = _reload(gw)
     finally:
         notifier.ready(status_line(gw))
-    return applied
+        send_reply(outcome.ok, outcome.summary, outcome.problems)
+    return outcome
 
 
-def _reload(gw: Supervised) -> bool:
+def _reload(gw: Supervised) -> ReloadOutcome:
     source = gw.cfg.source
     log.info("SIGHUP: reloading %s", source)
     try:
         new = load_config(source)
     except ConfigError as exc:
-        for p in exc.problems:
-            log.error("reload: %s", p)
-        log.error("reload: %s is invalid; still running on the previous configuration", source)
-        return False
-    problems = deep_checks(new)
+        return _rejected(source, [str(p) for p in exc.problems])
+    # The model is not loaded here: inference changes need a restart anyway, and `run`
+    # leaves a model that does not load to the inference supervisor.
+    problems = deep_checks(new, load_model=False)
     if problems:
-        for line in problems:
-            log.error("reload: %s", line)
-        log.error("reload: %s is invalid; still running on the previous configuration", source)
-        return False
+        return _rejected(source, problems)
 
     old = gw.cfg
     effective = _keep_restart_only_parts(old, new)
     changed = plan_devices(old.devices, effective.devices)
     if effective == old:
         log.info("reload: configuration unchanged")
-        return False
+        return ReloadOutcome(True, False, f"{source}: unchanged")
     apply_devices(gw, old, effective, changed)
     gw.cfg = effective
-    log.info(
-        "reload: applied (%d devices: %d added, %d changed, %d removed, %d untouched)",
-        len(effective.devices), len(changed.added), len(changed.changed), len(changed.removed),
-        len(changed.unchanged),
-    )
-    return True
+    summary = (f"applied ({len(effective.devices)} devices: {len(changed.added)} added, "
+               f"{len(changed.changed)} changed, {len(changed.removed)} removed, "
+               f"{len(changed.unchanged)} untouched)")
+    log.info("reload: %s", summary)
+    return ReloadOutcome(True, True, f"{source}: {summary}")
+
+
+def _rejected(source: str, problems: list[str]) -> ReloadOutcome:
+    for line in problems:
+        log.error("reload: %s", line)
+    summary = f"{source} is invalid; still running on the previous configuration"
+    log.error("reload: %s", summary)
+    return ReloadOutcome(False, False, summary, tuple(problems))
 
 
 def _keep_restart_only_parts(old: Config, new: Config) -> Config:

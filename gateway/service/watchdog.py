@@ -19,7 +19,8 @@ from gateway.service.supervised import Supervised
 
 log = logging.getLogger("gateway.service")
 
-#: Tick without a watchdog, to refresh STATUS= for `systemctl status`.
+#: Tick without a watchdog, to refresh the spool depth in STATUS= (state changes of
+#: devices and the broker wake the loop at once).
 STATUS_TICK = 30.0
 
 
@@ -69,6 +70,9 @@ class ServiceGlue:
     def attach(self) -> ServiceGlue:
         self.gw.tick_hooks.append(self.on_tick)
         self.gw.stop_hooks.append(self.on_stop)
+        if self.notifier.enabled:
+            # A device or the broker changed state: refresh STATUS= now, not at the next tick.
+            self.gw.health.on_change(self.gw.wake)
         return self
 
     def on_tick(self, gw: Supervised) -> None:
