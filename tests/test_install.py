@@ -210,8 +210,11 @@ def test_uninstall_keeps_data_and_config(root: Path, commands: list[list[str]]) 
     assert "edge-gateway" not in entries(root, "passwd")
     assert "edge-gateway" not in entries(root, "group")
     assert "edge-gateway" not in entries(root, "shadow")
-    assert "i2c" in entries(root, "group")  # device groups stay: udev rules use them
-    assert members(root, "dialout") == {"pi"}  # and lose only this member
+    # The device groups this install created are gone; those the system had stay and
+    # lose only this member.
+    assert "i2c" not in entries(root, "group") and "gpio" not in entries(root, "group")
+    assert "i2c" not in entries(root, "gshadow")
+    assert members(root, "dialout") == {"pi"} and members(root, "video") == {"pi"}
     assert not (root / "usr/local/bin/edge-gateway").is_symlink()
     assert (data / "spool.db").read_bytes() == b"SQLite format 3\0"
     assert (root / "etc/edge-gateway/config.yaml").exists()

@@ -10,8 +10,10 @@ install (idempotent: run it again to upgrade):
   4. the unit in /etc/systemd/system, daemon-reload, enable (and restart if it
      was running, so an upgrade takes effect).
 
-uninstall: disables and removes the unit, the venv and the user; keeps the
-data (/var/lib/edge-gateway) and the configuration (/etc/edge-gateway).
+uninstall: disables and removes the unit, the venv, the user and the groups
+install created (gateway.commands.install_record); keeps the data
+(/var/lib/edge-gateway) and the configuration (/etc/edge-gateway) handed to root,
+or removes them with --purge.
 
 A symlink /usr/local/bin/edge-gateway -> the venv's command puts `edge-gateway`
 on PATH (so `sudo edge-gateway uninstall` works); uninstall removes it.
@@ -40,6 +42,15 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from gateway.commands.install_record import (
+    drop_group_lines,
+    group_members,
+    hand_back,
+    purge,
+    read_record,
+    write_record,
+)
 
 log = logging.getLogger("gateway.install")
 
@@ -413,9 +424,14 @@ def do_install(args: argparse.Namespace) -> None:
     acc = Accounts(root)
     source = find_source(args.source)
     unit_file(source)  # fail early, before changing anything
+    missing_groups = [g for g in (*DEVICE_GROUPS, USER) if acc.group(g) is None]
+    user_missing = acc.user(USER) is None
     ensure_account(acc)
     ensure_venv(root, source, args.python)
     link_command(root)
+    # What uninstall may remove (only what this or an earlier install created).
+    write_record(under(root, OPT), [g for g in missing_groups if acc.group(g) is not None],
+                 [USER] if user_missing and acc.user(USER) is not None else [])
     install_config(root, source, acc)
     install_unit(root, source)
     if args.no_systemctl:
@@ -448,12 +464,55 @@ def do_uninstall(args: argparse.Namespace) -> None:
         systemctl(root, "daemon-reload")
     unlink_command(root)
     opt = under(root, OPT)
+    record = read_record(opt)
     if opt.exists():
         shutil.rmtree(opt)
         print(f"removed {opt}")
-    acc.remove(USER)
-    print(f"kept {under(root, STATE)} (data) and {under(root, ETC)} (configuration); "
-          "remove them by hand if unwanted")
+    remove_accounts(root, acc, record, purge_data=args.purge)
+
+
+def remove_accounts(root: Path, acc: Accounts, record: dict[str, list[str]],
+                    purge_data: bool) -> None:
+    """The user, its group and the groups install created; the data kept but handed to
+    root (or purged), so nothing stays owned by an id that no longer exists."""
+    data = [under(root, ETC), under(root, STATE)]
+    # Without a record (an older install) the user was ours; device groups are kept.
+    ours = set(record["users"]) if record["users"] or record["groups"] else {USER}
+    user = acc.user(USER) if USER in ours else None
+    gone_uids = {user[0]} if user is not None else set()
+    gone_gids: set[int] = set()
+    own = acc.group(USER)
+    if user is not None:
+        acc.remove(USER)  # the user, its own group, its memberships
+    if own is not None and acc.group(USER) is None:
+        gone_gids.add(own[0])
+    for name in record["groups"]:
+        if name == USER:
+            continue
+        g = acc.group(name)
+        if g is None:
+            continue
+        others = group_members(root, name)
+        if others:
+            print(f"kept group {name}: it has other members now ({', '.join(sorted(others))})")
+            continue
+        if acc.live:
+            run(["groupdel", name])
+        else:
+            drop_group_lines(root, name)
+        print(f"removed group {name} (created by install)")
+        gone_gids.add(g[0])
+    if purge_data:
+        for path in purge(data):
+            print(f"removed {path} (--purge)")
+        return
+    if gone_uids or gone_gids:
+        changed = hand_back(data, gone_uids, gone_gids)
+        if changed:
+            print(f"handed {len(changed)} files in {data[0]} and {data[1]} to root (their user "
+                  "and group no longer exist)")
+    print(f"kept {data[1]} (data: readings not yet delivered) and {data[0]} (configuration), "
+          "owned by root; `uninstall --purge` removes them")
 
 
 def _check_root(args: argparse.Namespace) -> None:
@@ -477,13 +536,17 @@ def main(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for name, text in (
         ("install", "install as a systemd service (user, venv, config, unit); idempotent"),
-        ("uninstall", "remove the service, venv and user; keeps data and configuration"),
+        ("uninstall", "remove the service, venv, user and the groups install created; keeps "
+                      "data and configuration (owned by root) unless --purge"),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--root", default="/", metavar="DIR",
                        help="install under DIR instead of / (staging, tests)")
         p.add_argument("--no-systemctl", action="store_true",
                        help="do not run systemctl (daemon-reload/enable/disable)")
+        if name == "uninstall":
+            p.add_argument("--purge", action="store_true",
+                           help=f"also remove {ETC} (configuration) and {STATE} (spool)")
         if name == "install":
             p.add_argument("--source", metavar="PATH",
                            help="project checkout or wheel to install (default: this checkout)")
