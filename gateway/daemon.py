@@ -56,6 +56,11 @@ class Gateway:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.health = Health()
+        from gateway.clock import ClockWatch, set_default_clock
+
+        # Readings' timestamps until NTP has synchronised the clock (a Pi has no RTC).
+        self.clock = ClockWatch(cfg.gateway.clock.sync, cfg.gateway.clock.hold)
+        set_default_clock(self.clock)
         b = cfg.buffer
         spool = open_spool(
             b.durability, str(b.path), max_messages=b.max_messages, max_bytes=b.max_bytes,
@@ -200,6 +205,10 @@ class Gateway:
             log.error("could not commit the last readings to the spool")
         self.publisher.stop(self.cfg.gateway.stop_timeout)
         self.outbox.stop()
+        from gateway.clock import default_clock, set_default_clock
+
+        if default_clock() is self.clock:
+            set_default_clock(None)  # the next gateway in this process configures its own
         self.buses.close()
         if self.sim is not None:
             self.sim.close()

@@ -15,6 +15,9 @@ class Reading:
     device: str
     values: dict[str, Any]
     ts: float = field(default_factory=time.time)  # Unix time of the measurement
+    #: time.monotonic() of the measurement: what corrects `ts` if the wall clock was not
+    #: synchronised yet (gateway.clock).
+    mono: float = field(default_factory=time.monotonic)
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -36,9 +39,16 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 _PLAIN_KEY = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 
-def encode_payload(seq: int, ts: float, values: dict[str, Any]) -> bytes:
-    """The flat JSON object published for a reading: seq, ts, then the quantities."""
+def encode_payload(seq: int, ts: float, values: dict[str, Any],
+                   clock: str | None = None) -> bytes:
+    """The flat JSON object published for a reading: seq, ts, then the quantities.
+
+    `clock` (gateway.clock): the envelope key `clock`, right after `ts`, for a
+    reading whose `ts` was taken before the wall clock was synchronised.
+    """
     parts = [f'{{"seq":{seq},"ts":"{format_ts(ts)}"']
+    if clock is not None:
+        parts.append(f'"clock":"{clock}"')
     for key, value in values.items():
         # Fast path for the common case: plain keys and finite numbers, whose repr is
         # their JSON text. Anything else goes through the json module.
@@ -46,6 +56,8 @@ def encode_payload(seq: int, ts: float, values: dict[str, Any]) -> bytes:
             type(value) is float and not math.isfinite(value)
         ):
             body: dict[str, Any] = {"seq": seq, "ts": format_ts(ts)}
+            if clock is not None:
+                body["clock"] = clock
             for k, v in values.items():
                 # JSON has no NaN/Infinity: a reading that is not a number is null.
                 body[k] = None if isinstance(v, float) and not math.isfinite(v) else v

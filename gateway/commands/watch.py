@@ -109,7 +109,8 @@ class WatchState:
         seq = body.get("seq")
         row.seq = seq if isinstance(seq, int) else None
         row.ts = parse_ts(body.get("ts"))
-        row.values = {k: v for k, v in body.items() if k not in ("seq", "ts")}
+        # Envelope keys are the gateway's; `clock: unsynced` marks a ts taken before NTP.
+        row.values = {k: v for k, v in body.items() if k not in ("seq", "ts", "clock")}
         row.received = now
         row.count += 1
 

@@ -37,6 +37,25 @@ class Section(BaseModel):
 # ---------------------------------------------------------------- gateway
 
 
+class ClockSection(Section):
+    sync: Literal["auto", "kernel", "timesyncd", "off"] = Field(
+        default="auto",
+        description=(
+            "How to tell the wall clock is synchronised (a Pi has no real-time clock): "
+            "auto (the kernel or timesyncd says so; trusted when no time service runs), "
+            "kernel (adjtimex), timesyncd (its flag file), off (always trusted)."
+        ),
+    )
+    hold: DurationOrZero = Field(
+        default=600.0,
+        description=(
+            "While the clock is not synchronised, hold readings back from the broker up to "
+            "this long after boot, so they go out with corrected timestamps; after that they "
+            "are published marked \"clock\": \"unsynced\". 0: never hold."
+        ),
+    )
+
+
 class GatewaySection(Section):
     id: Name = Field(description="Gateway id, used in topics and the MQTT client id.")
     simulate: bool = Field(
@@ -48,6 +67,10 @@ class GatewaySection(Section):
     stop_timeout: Duration = Field(
         default=10.0,
         description="On stop, how long to keep delivering queued readings before disconnecting.",
+    )
+    clock: ClockSection = Field(
+        default_factory=ClockSection,
+        description="Timestamps before NTP has synchronised the clock (docs/deploy.md).",
     )
 
 

@@ -243,6 +243,9 @@ class Publisher:
             raise
 
     def _loop(self) -> None:
+        from gateway.clock import default_clock
+
+        clock = default_clock()  # holds readings while the wall clock is not synchronised
         health_every = self.cfg.gateway.health_interval
         keepalive = self.cfg.mqtt.keepalive
         next_health = time.monotonic() + health_every
@@ -281,10 +284,13 @@ class Publisher:
             # Receive Maximum of 5) stalled on the broker's Nagle + our delayed ACK, ~40 ms
             # a round, because a PUBLISH of ours is what carries the ACK it waits for.
             room = self._room()
-            if self.connected and room > 0:
+            holding = clock.holding()
+            if holding:
+                backlog = False  # they wait in the spool for the clock (gateway.clock)
+            elif self.connected and room > 0:
                 msgs = self.outbox.take(room)
                 for msg in msgs:
-                    self._send(msg.id, msg.topic, msg.payload)
+                    self._send(msg.id, msg.topic, clock.finish(msg.payload))
                 backlog = bool(msgs)
             if self._acked:
                 self.outbox.ack(self._acked)
@@ -311,6 +317,8 @@ class Publisher:
                 deadlines.append(now + keepalive / 2)
             if stopping:
                 deadlines.append(self._stop_deadline)  # type: ignore[arg-type]
+            if holding:
+                deadlines.append(now + clock.next_check())
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             self._wait(sock, timeout)
         self._go_offline()

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from gateway.clock import default_clock
 from gateway.health import SpoolFigures
 from gateway.outbox.inbox import Inbox
 from gateway.outbox.spool import MemorySpool, Message, NewRow, Spool, SqliteSpool
@@ -262,10 +263,12 @@ class Outbox:
             # Only accepted readings get a seq, so a refused one leaves no gap.
             seqs = dict(seqs)
             prefix = self.topic_prefix
+            stamp = default_clock().stamp
             for r in readings:
                 seq = seqs.get(r.device, 0) + 1
+                ts, clock = stamp(r.ts, r.mono)  # corrected or marked if the clock was not synced
                 try:
-                    payload = encode_payload(seq, r.ts, r.values)
+                    payload = encode_payload(seq, ts, r.values, clock)
                 except (TypeError, ValueError) as exc:
                     # A value JSON cannot carry: refuse this reading, keep the rest.
                     self.stats.unencodable += 1

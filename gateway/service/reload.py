@@ -33,7 +33,7 @@ log = logging.getLogger("gateway.reload")
 #: Sections applied only at start.
 RESTART_SECTIONS = ("mqtt", "buffer", "inference", "homeassistant", "metrics")
 #: Keys of `gateway:` applied only at start (the others are read when used).
-RESTART_GATEWAY_KEYS = ("id", "simulate")
+RESTART_GATEWAY_KEYS = ("id", "simulate", "clock")
 
 
 @dataclass(frozen=True, slots=True)
