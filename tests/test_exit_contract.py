@@ -158,3 +158,33 @@ def test_reload_command_without_a_daemon_fails(tmp_path: Path, short_dir: Path) 
     assert code == 1
     assert lines == [f"reload: cannot signal the daemon (pid {sleeper.pid}): "
                      "No such process"], lines
+
+
+def test_status_follows_the_broker_at_once(tmp_path: Path, short_dir: Path) -> None:
+    """STATUS= changes when the broker comes up, not at the next 30 s status tick."""
+    from tests.support import Mosquitto
+    from tests.test_sd_notify import NotifySocket
+
+    port = free_port()
+    ns = NotifySocket(str(short_dir / "notify"))
+    cfg = write_config(tmp_path / "gw.yaml", f"""
+gateway: {{id: status-now, simulate: true, stop_timeout: 1s}}
+mqtt: {{host: 127.0.0.1, port: {port}, reconnect_min: 200ms, reconnect_max: 500ms}}
+buffer: {{path: {tmp_path}/spool.db}}
+devices:
+  - {{name: air, driver: tmp102, address: 0x48, interval: 200ms}}
+""")
+    gw = GatewayProcess(cfg, tmp_path / "gw.log", env={"NOTIFY_SOCKET": str(short_dir / "notify")})
+    broker = Mosquitto(tmp_path / "broker", port=port)
+    gw.start()
+    try:
+        ready = ns.wait_for(lambda m: m.get("READY") == "1", timeout=60)
+        assert "disconnected" in ready["STATUS"], ready
+        broker.start()
+        # Well inside the 30 s tick (no watchdog here): the state change itself sends it.
+        ns.wait_for(lambda m: f"broker 127.0.0.1:{port} connected" in m.get("STATUS", ""),
+                    timeout=15)
+    finally:
+        assert gw.stop() == 0, gw.output()
+        broker.stop()
+        ns.close()
