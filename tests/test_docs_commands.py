@@ -49,6 +49,11 @@ NOT_HERE: list[tuple[str, str]] = [
      "commands run against the simulator above"),
     (r"python3 -m venv /tmp/tfvenv .*|/tmp/tfvenv/bin/python tools/make_model\.py.*",
      "downloads TensorFlow (1.6 GB) to retrain the shipped models"),
+    (r"sudo /opt/edge-gateway/venv/bin/pip install .*",
+     "installs an extra into the service's venv of a Pi; tests/test_markers.py evaluates what "
+     "each extra selects per platform"),
+    (r"python3 -m venv --system-site-packages \.venv",
+     "32-bit Raspberry Pi OS only (Debian's numpy); here .venv exists already"),
     (r"# .*", "a comment line inside a block (e.g. the content of a drop-in)"),
 ]
 
