@@ -166,7 +166,10 @@ class ClockWatch:
                 first = self._checked_at is None
                 self._checked_at = now
                 if self._probe():
-                    self.synced_since = now
+                    # Synchronised at the first look: as far as this process knows it always
+                    # was, so no reading of ours needs correcting (-inf). Otherwise readings
+                    # taken before this moment are corrected from the monotonic clock.
+                    self.synced_since = float("-inf") if first else now
                     if not first:
                         log.info("clock: synchronised; readings taken before are corrected "
                                  "from the monotonic clock")

@@ -128,6 +128,18 @@ def test_synced_clock_changes_nothing() -> None:
     assert not watch.holding()
 
 
+def test_trusted_from_the_start_keeps_given_timestamps() -> None:
+    """A reader may stamp a reading itself (a serial line's arrival, a camera frame) before
+    the clock is first looked at: a clock that is synchronised at that first look was all
+    along, so such a `ts` is kept, not recomputed from the monotonic clock."""
+    t = FakeTime()
+    t.synced = True
+    earlier = t.mono - 0.25
+    watch = t.watch()
+    assert watch.stamp(1_700_000_000.0, earlier) == (1_700_000_000.0, None)
+    assert watch.corrected == 0
+
+
 def test_slow_path_payload_carries_the_mark_too() -> None:
     """Values the fast encoder leaves to the json module (strings, odd keys, NaN)."""
     t = FakeTime()

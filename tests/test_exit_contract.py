@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import REPO, GatewayProcess, Mosquitto, free_port, wait_until, write_config
+from tests.test_sd_notify import NotifySocket, short_dir
+
+__all__ = ["short_dir"]  # a fixture: AF_UNIX paths must stay under 108 bytes
 
 BAD = """
 gateway: {id: Bad Id, simulate: true}
@@ -79,16 +79,6 @@ buffer: {{path: {tmp_path}/spool.db}}
     assert lines == [f"<3>{cfg}:4: mqtt.password_file: file not found: "
                      f"{tmp_path}/no-such-password"], lines
     assert not (tmp_path / "spool.db").exists()  # nothing was started
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    # AF_UNIX paths are limited to 108 bytes; pytest's tmp_path can be longer.
-    d = Path(tempfile.mkdtemp(prefix="egrl-"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def reload_config(tmp_path: Path, port: int, interval: str = "200ms") -> str:
@@ -162,9 +152,6 @@ def test_reload_command_without_a_daemon_fails(tmp_path: Path, short_dir: Path) 
 
 def test_status_follows_the_broker_at_once(tmp_path: Path, short_dir: Path) -> None:
     """STATUS= changes when the broker comes up, not at the next 30 s status tick."""
-    from tests.support import Mosquitto
-    from tests.test_sd_notify import NotifySocket
-
     port = free_port()
     ns = NotifySocket(str(short_dir / "notify"))
     cfg = write_config(tmp_path / "gw.yaml", f"""
