@@ -113,3 +113,15 @@ def test_hand_back_picks_exactly_the_files_of_deleted_ids(tmp_path: Path) -> Non
     assert hand_back([etc], {me + 12345}, {my_group + 12345},
                      chown=lambda p, u, g: calls.append((p, u, g))) == []
     assert calls == []
+
+
+def test_hand_back_without_root_says_what_is_left(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "config.yaml").write_text("x")
+
+    def refuse(path: Path, uid: int, gid: int) -> None:
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    assert hand_back([tmp_path], {os.getuid()}, set(), chown=refuse) == []
+    out = capsys.readouterr().out
+    assert f"not root: {tmp_path / 'config.yaml'} keeps uid {os.getuid()}" in out

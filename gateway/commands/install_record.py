@@ -68,7 +68,12 @@ def hand_back(dirs: Iterable[Path], uids: set[int], gids: set[int],
             gid = 0 if st.st_gid in gids else -1
             if uid == -1 and gid == -1:
                 continue
-            chown(path, uid, gid)
+            try:
+                chown(path, uid, gid)
+            except PermissionError:  # an unprivileged --root staging: say what is left
+                print(f"not root: {path} keeps uid {st.st_uid} gid {st.st_gid}; "
+                      "chown it to root:root on the target")
+                continue
             changed.append(path)
     return changed
 
