@@ -186,7 +186,7 @@ def test_make_run_installs_what_the_demo_needs_and_says_so(tmp_path: Path) -> No
     import yaml
 
     lines = _make_dry_run("run", tmp_path)
-    installs = [ln for ln in lines if "pip install" in ln and "-e" in ln]
+    installs = [ln for ln in lines if "pip install" in ln and " -e '" in ln]
     assert len(installs) == 1, lines  # one install, the runtime one
     extras = set(re.search(r"-e '\.\[([a-z_,]+)\]'", installs[0]).group(1).split(","))  # type: ignore[union-attr]
     assert "test" not in extras  # no pytest, ruff, mypy, hypothesis for a demo
