@@ -278,3 +278,46 @@ def test_everything_put_is_committed_in_order_with_consecutive_seqs(tmp_path: Pa
         assert spool.last_seqs() == dict.fromkeys(devices, per_device)
     finally:
         spool.close()
+
+
+# -- group commit -------------------------------------------------------------------
+
+
+class _GatedSpool(SqliteSpool):
+    """A real SQLite spool whose writes wait at a gate: a commit that takes a while."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[int]] = []
+
+    def write(self, rows, delete_ids):  # type: ignore[no-untyped-def]
+        self.batches.append([json.loads(r.payload)["v"] for r in rows])
+        self.entered.set()
+        assert self.gate.wait(JOIN)
+        return super().write(rows, delete_ids)
+
+
+def test_group_commit_idle_spooler_commits_at_once_and_batches_under_load(
+    tmp_path: Path,
+) -> None:
+    """No commit window (the default): the first reading is committed on its own without
+    waiting for company; what arrives during that commit shares the next transaction."""
+    spool = _GatedSpool(tmp_path / "s.db")
+    box = Outbox(spool, "gw")
+    assert box.commit_interval == 0
+    box.start()
+    try:
+        spool.gate.clear()
+        assert box.put(reading("d", 0))
+        assert spool.entered.wait(JOIN)  # the spooler is committing reading 0 alone
+        fill(box, 5, start=1)  # arrive during that commit
+        spool.gate.set()
+        assert box.flush(JOIN)
+        assert spool.batches == [[0], [1, 2, 3, 4, 5]]
+        assert box.stats.accepted == 6
+        assert values(spool.fetch(0, 10)) == [0, 1, 2, 3, 4, 5]
+    finally:
+        spool.gate.set()
+        box.stop()

@@ -167,8 +167,11 @@ class BufferSection(Section):
         default="full",
         description="full: survives power loss (an fsync per commit); normal: survives crashes.",
     )
-    commit_interval: Duration = Field(
-        default=0.01, le=10.0, description="Readings arriving within this window share a commit."
+    commit_interval: DurationOrZero = Field(
+        default=0.0, le=10.0,
+        description=("0: group commit (an idle spooler commits at once; under load, readings "
+                     "arriving during a commit share the next). Above 0: readings arriving "
+                     "within this window share a commit."),
     )
     commit_max_rows: int = Field(default=500, ge=1, description="Rows per commit at most.")
 

@@ -4,9 +4,10 @@
     publisher <--take()-- spool ; publisher --ack()--> [queue] --> spooler deletes
 
 A reading is *accepted* once the spooler has committed it; only then does it
-get its `seq` (so a reading lost before commit leaves no gap). Readings that
-arrive within `commit_interval` share one transaction, and acknowledgements
-ride along in the same transactions, so an SD card sees few writes.
+get its `seq` (so a reading lost before commit leaves no gap). Group commit: an
+idle spooler commits a reading at once; readings that arrive while a commit is
+under way (or within `commit_interval`, if one is set) share the next transaction,
+and acknowledgements ride along in the same transactions.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Outbox:
         spool: Spool,
         topic_prefix: str,
         *,
-        commit_interval: float = 0.01,
+        commit_interval: float = 0.0,
         commit_max_rows: int = 500,
         queue_size: int = 10_000,
         put_timeout: float = 1.0,
@@ -239,9 +240,13 @@ class Outbox:
                     item = inbox.get(max(0.0, until - time.monotonic()))
             batch = [] if item is None or item is _ACKS_WAITING else [item]
             stop = item is _STOP
-            if isinstance(item, Reading) and len(inbox) < self.commit_max_rows:
-                # Let the commit window fill without waking per reading; a flush or a
-                # stop cuts it short. A backlog is committed at once.
+            if (isinstance(item, Reading) and self.commit_interval > 0
+                    and len(inbox) < self.commit_max_rows):
+                # An explicit commit window: let it fill without waking per reading; a
+                # flush or a stop cuts it short. A backlog is committed at once. Without
+                # one (the default) this is group commit: an idle spooler commits a
+                # reading at once, and what arrives during that commit (its fsync) goes
+                # into the next one, so batches grow with the load, not with a timer.
                 self._urgent.wait(self.commit_interval)
             self._urgent.clear()
             if not stop:
