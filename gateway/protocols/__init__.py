@@ -4,4 +4,7 @@
 - `nmea`: NMEA 0183 GGA/RMC sentences with checksum verification.
 - `lines`: one record per line (json, csv, kv) from a microcontroller.
 - `modbus`: Modbus register-map decoding and CRC-16/MODBUS (the transport is pymodbus).
+
+`nmea`, `lines` and `modbus` end with their catalog entry (`driver: nmea`,
+`lines`, `modbus_rtu`): the config model and SPEC.
 """

@@ -1,4 +1,10 @@
-"""What every reader thread shares: a name, an owner that stops it, health, backoff.
+"""What every reader shares: the daemon's context, health, backoff; a polled device; a thread.
+
+- `ReaderContext`: what a reader gets from the daemon (where readings go, health).
+- `PolledDevice`: a device polled on a drift-free schedule, with no thread of
+  its own; `PolledReader` runs one on a thread of its own (I2C chips share
+  their bus's thread instead, see `i2c.py`).
+- `Reader`: a named thread with a stop event (serial readers).
 
 A reader never dies from its device: every exception from a poll is counted,
 logged once per state change (failing / recovered) and retried with capped

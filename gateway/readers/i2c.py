@@ -8,8 +8,9 @@ same slot of the interval grid, so ten sensors at 1 s cost one wake-up a
 second, not ten; a slow or failing chip delays the others on its bus by no
 more than its own transaction, and never those on another bus.
 
-Each device keeps its own `I2CReader` (schedule, backoff, health), which
-starts, stops and reports like any other reader.
+Each device keeps its own `I2CReader` (a `PolledDevice`: schedule, backoff,
+health), which starts, stops and reports like any other reader through the
+`DeviceRunner` interface, without a thread of its own.
 """
 
 from __future__ import annotations
