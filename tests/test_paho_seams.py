@@ -149,7 +149,7 @@ def test_seams_are_used_only_with_a_tested_paho() -> None:
         def _create_socket(self) -> None: ...
 
     why = seams_usable("2.2.0", Moved)
-    assert why is not None and "_handle_pubackcomp" in why and "_reset_sockets" in why
+    assert why is not None and "_handle_pubackcomp" in why and "_do_on_publish" in why
 
 
 def test_untested_paho_falls_back_to_the_public_api(tmp_path: Path, mocker: MockerFixture,

@@ -1,7 +1,7 @@
 """Every use of paho-mqtt beyond its public API, in one place, behind a version check.
 
-The publisher runs paho's network loop itself (see publisher.py). Three private
-seams make that loop cheaper; each is used only with a paho-mqtt release in
+The publisher runs paho's network loop itself (see publisher.py). Two private
+seams make that loop cheaper; they are used only with a paho-mqtt release in
 `TESTED` (the range pyproject.toml pins) whose `Client` still has the names:
 
 - `_create_socket` (the seam paho itself uses for its websocket wrapper): the
@@ -10,11 +10,13 @@ seams make that loop cheaper; each is used only with a paho-mqtt release in
 - `_handle_pubackcomp`, reading `_in_packet`, `_out_message_mutex`,
   `_out_messages` and calling `_do_on_publish`: a plain two-byte PUBACK skips
   paho's decoding (see `FastClient._handle_pubackcomp`).
-- `_reset_sockets(sockpair_only=True)`: drops the socket pair paho opens to wake
-  its own loop thread; there is none here, and otherwise every publish() writes
-  a byte into a pair nobody reads.
 
-What each buys was measured with benchmarks/bench_throughput.py (docs/scaling.md).
+What each buys, measured as the gateway's CPU per reading delivered from a spooled
+backlog (docs/scaling.md, "paho's private seams"): without the PUBACK fast path
++45..75 %, without the buffered socket +7..16 % (and more broker CPU), on the
+public API alone +75 %. A third seam, `_reset_sockets` (dropping the wake-up socket
+pair paho opens for a loop thread this process does not run), bought nothing
+measurable and was removed: paho's byte per publish into that pair is cheap.
 Outside the tested range, or if a name moved, `make_client` returns a plain
 `paho.mqtt.client.Client` and the publisher runs on the public API alone: the
 same behaviour, slower, said once in the log.
@@ -39,7 +41,7 @@ log = logging.getLogger("gateway.mqtt")
 #: paho-mqtt releases (major, minor) whose private names below were read and tested.
 TESTED = ((2, 1), (2, 2))
 #: The private names the seams use, per class (checked at import).
-PRIVATE_NAMES = ("_create_socket", "_handle_pubackcomp", "_do_on_publish", "_reset_sockets")
+PRIVATE_NAMES = ("_create_socket", "_handle_pubackcomp", "_do_on_publish")
 
 
 def parse_version(text: str) -> tuple[int, int] | None:
@@ -114,11 +116,4 @@ def make_client(*args: Any, **kwargs: Any) -> mqtt.Client:
         _fallback_logged = True
         log.warning("%s: using its public API only (slower delivery)", FALLBACK_REASON)
     return mqtt.Client(*args, **kwargs)
-
-
-def after_connect(client: mqtt.Client) -> None:
-    """Once `reconnect()` returned: drop the wake-up socket pair paho made for a loop
-    thread this process does not run (nothing else would read it)."""
-    if isinstance(client, FastClient):
-        client._reset_sockets(sockpair_only=True)
 

@@ -379,7 +379,6 @@ class Publisher:
             self._connect_failed(exc)
             self._schedule_retry()
             return
-        paho_compat.after_connect(self.client)
 
     def _schedule_retry(self) -> None:
         self._next_attempt = time.monotonic() + self._backoff
