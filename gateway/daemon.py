@@ -19,6 +19,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.config.model import Config, DeviceBase
+from gateway.control.control import Control
+from gateway.control.control import install as install_control
 from gateway.health import Health
 from gateway.homeassistant import install as install_discovery
 from gateway.mqtt.credentials import read_password
@@ -93,6 +95,8 @@ class Gateway:
         #: Extra components with start()/stop() (inference, metrics), stopped in reverse.
         self.components: list[Component] = []
         self._install_ecosystem()
+        #: Outputs switched from MQTT (None without `outputs:`).
+        self.control: Control | None = install_control(self)
         if cfg.inference.enabled:
             # Imported only when enabled: it loads multiprocessing (and the worker numpy).
             from gateway.inference.supervisor import InferenceSupervisor
@@ -140,6 +144,9 @@ class Gateway:
             reader = self.make_reader(dev)
             self.readers[dev.name] = reader
             reader.start()
+        if self.control is not None:
+            # After the readers: a serial_line output writes through its device's reader.
+            self.control.start()
         for comp in self.components:
             comp.start()
         log.info(
@@ -195,6 +202,8 @@ class Gateway:
         log.info("stopping")
         for hook in self.stop_hooks:
             hook(self)
+        if self.control is not None:
+            self.control.stop()  # on_stop states, while readers and the publisher still run
         self.stop_readers()
         for comp in reversed(self.components):
             try:
@@ -224,6 +233,8 @@ class Gateway:
             problems.append("publisher is not running")
         elif max_age is not None and now - self.publisher.heartbeat > max_age:
             problems.append(f"publisher stuck for {now - self.publisher.heartbeat:.0f} s")
+        if self.control is not None and not self.control.alive:
+            problems.append("control thread is not running")
         for name, r in self.readers.items():
             if not r.alive:
                 problems.append(f"reader {name} is not running")

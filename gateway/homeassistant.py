@@ -258,6 +258,47 @@ class Discovery:
                 "{{ (r | first).label if r else 'none' }}",
                 expire, names[top.key],
             ))
+        out += self.output_announcements()
+        return out
+
+    def output_announcements(self) -> list[Announcement]:
+        """A `switch` per on/off output and a `number` per numeric one that takes commands.
+
+        Entities of the gateway device; unavailable with the gateway (its status topic).
+        HA publishes commands without retain (its default), which the gateway requires.
+        """
+        prefix = self.cfg.topic_prefix
+        out: list[Announcement] = []
+        for o in self.cfg.outputs:
+            if not o.commands:
+                continue
+            body: dict[str, Any] = {
+                "name": o.name.replace("_", " ").replace("-", " ").capitalize(),
+                "unique_id": f"{self.gw}_{o.name}",
+                "command_topic": f"{prefix}/{o.name}/set",
+                "state_topic": f"{prefix}/{o.name}/state",
+                **self.availability(),
+                "device": self.gateway_device(),
+                "origin": self.origin(),
+                "retain": False,
+                "optimistic": False,
+            }
+            if o.binary:
+                component = "switch"
+                body.update({"payload_on": "ON", "payload_off": "OFF",
+                             "state_on": "ON", "state_off": "OFF"})
+            else:
+                component = "number"
+                lo, hi = getattr(o, "min", None), getattr(o, "max", None)
+                step = getattr(o, "step", None) or abs(getattr(o, "scale", 1.0) or 1.0)
+                # HA's number defaults to 1..100; a missing bound falls back to that.
+                body.update({"min": lo if lo is not None else 1,
+                             "max": hi if hi is not None else 100,
+                             "step": step, "mode": "box"})
+                unit = getattr(o, "unit", None)
+                if unit is not None:
+                    body["unit_of_measurement"] = unit
+            out.append(Announcement(f"{self.prefix}/{component}/{self.gw}/{o.name}/config", body))
         return out
 
     # -- publishing ---------------------------------------------------------------
@@ -275,7 +316,7 @@ class Discovery:
             publisher.publish_raw(a.topic, json.dumps(a.payload, separators=(",", ":")), qos=1,
                                   retain=True)
         self.save_record(sorted(topics))
-        log.info("home assistant discovery: %d sensors announced, %d removed", len(current),
+        log.info("home assistant discovery: %d entities announced, %d removed", len(current),
                  len(stale))
 
     def load_record(self) -> list[str]:

@@ -51,6 +51,8 @@ class SimWorld:
         self.chips: dict[str, SimChip] = {}
         #: Per-device simulator handles of other kinds (e.g. a pty-served serial device).
         self.extras: dict[str, Any] = {}
+        #: Simulated GPIO output lines (relays) by output name.
+        self.outputs: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, cfg: Config) -> SimWorld:
@@ -59,6 +61,7 @@ class SimWorld:
             if spec_for(dev.driver).kind == "i2c" and isinstance(dev, I2CDevice):
                 world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
         world.add_serial([d for d in cfg.devices if spec_for(d.driver).kind == "serial"])
+        world.add_outputs(getattr(cfg, "outputs", ()))
         return world
 
     def add_device(self, dev: DeviceBase) -> None:
@@ -85,6 +88,14 @@ class SimWorld:
                 close()
             except Exception:
                 log.exception("closing the simulated %s failed", dev.name)
+
+    def add_outputs(self, outputs: Any) -> None:
+        """Simulated relays for `kind: gpio` outputs (Modbus and serial ones use their device)."""
+        from hardware_sim.gpio_output import SimOutputLine
+
+        for out in outputs:
+            if out.kind == "gpio" and out.name not in self.outputs:
+                self.outputs[out.name] = SimOutputLine.from_config(out)
 
     def add_serial(self, devices: list[Any]) -> None:
         """Serve serial devices on real ptys; readers open `extras[name].path`."""

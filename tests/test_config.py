@@ -168,7 +168,7 @@ colour: blue
     lines = problems_of(text)
     assert [line.split(":")[1] for line in lines] == ["2", "4", "5", "8", "12", "13"], lines
     assert lines[-1] == "gw.yaml:13: colour: unknown key (allowed here: buffer, devices, gateway, " \
-        "homeassistant, http, inference, metrics, mqtt)"
+        "homeassistant, http, inference, metrics, mqtt, outputs)"
 
 
 def test_missing_file_and_binary_file(tmp_path: Path) -> None:

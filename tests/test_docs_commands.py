@@ -55,6 +55,11 @@ NOT_HERE: list[tuple[str, str]] = [
     (r"python3 -m venv --system-site-packages \.venv",
      "32-bit Raspberry Pi OS only (Debian's numpy); here .venv exists already"),
     (r"# .*", "a comment line inside a block (e.g. the content of a drop-in)"),
+    (r"mosquitto_pub -h 127\.0\.0\.1 -t gateway/demo/.*",
+     "needs the demo's broker on 1883; tests/test_control.py runs each of these against the "
+     "demo config on a test broker and checks what they switched"),
+    (r"mosquitto_sub -h 127\.0\.0\.1 .*", "watches the demo's broker until -W runs out; "
+                                          "tests/test_control.py reads the same topics"),
 ]
 
 

@@ -28,6 +28,7 @@ OUT = REPO / "docs" / "config-reference.md"
 
 from gateway.catalog import specs  # noqa: E402
 from gateway.config import model as m  # noqa: E402
+from gateway.config import outputs as o  # noqa: E402
 from gateway.config import types as t  # noqa: E402
 from gateway.quantities import quantity  # noqa: E402
 
@@ -259,6 +260,21 @@ def render() -> str:
             lines += ["Keys (in addition to the common device keys above):", "", *HEAD, *own, ""]
         else:
             lines += ["No keys beyond the common device keys.", ""]
+    lines += [
+        "<a id=\"outputs\"></a>",
+        "## Outputs",
+        "",
+        "`outputs:` is a list of things MQTT commands may switch (docs/control.md); each entry "
+        "has the keys common to all outputs plus the keys of its `kind`.",
+        "",
+        "### Keys of every output",
+        "",
+        *HEAD, *rows(o.OutputBase, ""), "",
+    ]
+    for model in (o.GpioOutput, o.ModbusCoilOutput, o.ModbusRegisterOutput, o.SerialLineOutput):
+        kind = typing.get_args(model.model_fields["kind"].annotation)[0]
+        own = [r for r in rows(model, "", skip={"kind"}) if not _inherited(r, o.OutputBase, model)]
+        lines += [f"### `kind: {kind}`", "", (model.__doc__ or "").strip(), "", *HEAD, *own, ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

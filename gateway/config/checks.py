@@ -47,6 +47,18 @@ def run_checks(cfg: Config) -> list[Problem]:
     if cfg.metrics.listen is not None and not _importable("prometheus_client"):
         problems.append(Problem(cfg.source, line("metrics", "listen"), "metrics.listen",
                                 "needs the metrics extra: pip install 'edge-gateway[metrics]'"))
+    if not cfg.gateway.simulate and not _importable("gpiod"):
+        for i, out in enumerate(cfg.outputs):
+            if out.kind == "gpio":
+                problems.append(Problem(cfg.source, line("outputs", i, "kind"), f"outputs.{i}.kind",
+                                        "a gpio output needs the gpio extra: "
+                                        "pip install 'edge-gateway[gpio]'"))
+    if not _importable("pymodbus"):
+        for i, out in enumerate(cfg.outputs):
+            if out.kind in ("modbus_coil", "modbus_register"):
+                problems.append(Problem(cfg.source, line("outputs", i, "kind"), f"outputs.{i}.kind",
+                                        f"a {out.kind} output needs the modbus extra: "
+                                        "pip install 'edge-gateway[modbus]'"))
     inf = cfg.inference
     if inf.enabled:
         if inf.model is None:

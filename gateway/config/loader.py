@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.catalog.registry import quantities_for, specs
 from gateway.config.model import Config, DeviceBase, I2CDevice, RootSection, SerialDevice
+from gateway.config.outputs import output_problems
 from gateway.config.problems import ConfigError, Problem
 from gateway.config.yamlsource import SourceMap, YamlProblem, load_with_lines
 
@@ -73,6 +74,8 @@ def parse_config(text: str, name: str = "<config>") -> Config:
             if device is not None:
                 devices.append(device)
         problems += _cross_checks(devices, raw_devices, data, smap, name)
+    if root is not None and root.outputs:
+        problems += _output_checks(root, devices, data, smap, name)
 
     if problems or root is None:
         raise ConfigError(problems)
@@ -85,8 +88,23 @@ def parse_config(text: str, name: str = "<config>") -> Config:
         homeassistant=root.homeassistant,
         metrics=root.metrics,
         http=root.http,
+        outputs=tuple(root.outputs),
         source=name,
     )
+
+
+def _output_checks(root: RootSection, devices: list[DeviceBase], data: dict[str, Any],
+                   smap: SourceMap, name: str) -> list[Problem]:
+    # Devices that failed validation still own their name: take names from the raw list.
+    drivers = {str(d.get("name")): str(d.get("driver")) for d in data.get("devices") or []
+               if isinstance(d, dict)}
+    drivers.update({d.name: d.driver for d in devices})
+    extra = {"status": "reserved for the gateway's own status topic",
+             "health": "reserved for the gateway's own health topic"}
+    if root.inference.enabled:
+        extra[root.inference.name] = "the inference results' name (inference.name)"
+    return [Problem(name, smap.line_of(path), ".".join(str(p) for p in path), msg)
+            for path, msg in output_problems(list(root.outputs), drivers, extra)]
 
 
 def _validate_device(
@@ -258,6 +276,10 @@ def _data_path(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
         if (isinstance(node, dict) and part in node) or in_list:
             kept.append(part)
             node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and (
+            node.get("kind") == part or node.get("driver") == part
+        ):
+            continue  # a tagged union's tag (outputs: kind), not a key of the data
         elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(
             ("function-", "literal[", "nullable[", "union[", "tagged-union[", "lax-", "json-or-")
         ) and part not in {"str", "int", "float", "bool", "list", "dict"}:

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.outputs import AnyOutput, OutputConfig
 from gateway.config.sim import validate_sim
 from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size, parse_listen
 
@@ -479,6 +480,11 @@ class RootSection(Section):
     mqtt: MqttSection = Field(default_factory=MqttSection)
     buffer: BufferSection = Field(default_factory=BufferSection)
     devices: list[dict[str, Any]] = Field(default_factory=list)
+    outputs: list[OutputConfig] = Field(
+        default_factory=list,
+        description="Relays, coils, setpoints and serial commands switchable from MQTT "
+                    "(docs/control.md).",
+    )
     inference: InferenceSection = Field(default_factory=InferenceSection)
     homeassistant: HomeAssistantSection = Field(default_factory=HomeAssistantSection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
@@ -496,6 +502,7 @@ class Config(Section):
     homeassistant: HomeAssistantSection
     metrics: MetricsSection
     http: HttpSection = Field(default_factory=HttpSection)
+    outputs: tuple[AnyOutput, ...] = ()
     source: str = "<config>"
 
     @property

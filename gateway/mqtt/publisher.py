@@ -39,6 +39,7 @@ from gateway.health import Health
 from gateway.mqtt import paho_compat
 from gateway.mqtt.buffered_socket import BufferedSocket
 from gateway.mqtt.credentials import SecretError, read_password, tls_context, warn_if_others_can_read
+from gateway.mqtt.inbound import Inbound
 from gateway.outbox.outbox import Outbox
 
 # Re-exported: code that predates the credentials module imports them from here.
@@ -99,6 +100,10 @@ class Publisher:
         #: Called in this thread with the payload of each reading the broker acknowledged.
         self.on_acked: Callable[[bytes], None] | None = None
         self._sent_payloads: dict[int, bytes] = {}  # paho mid -> payload (only with on_acked)
+        #: Topics subscribed after each connect (QoS 0: see docs/control.md), and where
+        #: their messages go. on_message only puts them there: no work in paho's callback.
+        self.subscriptions: list[str] = []
+        self.inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.client = self._make_client(password)
         outbox.on_ready(self.wake)
         health.on_change(self._health_changed)
@@ -128,6 +133,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         # paho's hook for an external event loop (which this thread is): with it set,
         # publish() only queues the packet, and `_wait` writes a whole round with one
         # loop_write() instead of one per publish.
@@ -168,6 +174,10 @@ class Publisher:
         self._acked.append(msg_id)
         if sent is not None and self.on_acked is not None:
             self.on_acked(sent)
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.inbox.put(Inbound(message.topic, bytes(message.payload), bool(message.retain),
+                               time.time(), getattr(message, "properties", None)))
 
     def _health_changed(self) -> None:
         self.health_changed = True
@@ -433,6 +443,10 @@ class Publisher:
             log.info("connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
         self._ever_connected = True
         self.publish_raw(self.status_topic, b"online", qos=1, retain=True)
+        if self.subscriptions:
+            # QoS 0: a broker keeps no QoS 0 message for an offline session (Mosquitto's
+            # default), so a command sent while we were away is never replayed later.
+            self.client.subscribe([(topic, 0) for topic in self.subscriptions])
         for hook in self.on_connected:
             try:
                 hook(self)

@@ -28,6 +28,10 @@ class LineFramer:
         self._buf.clear()
         self._discarding = True
 
+    def synced(self) -> None:
+        """The next byte starts a line (e.g. a device's reply to a command just written)."""
+        self._discarding = False
+
     @property
     def buffered(self) -> int:
         return len(self._buf)

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import queue
+import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +68,21 @@ def open_serial(path: str, cfg: SerialDevice) -> Any:
     )
 
 
+@dataclass
+class LineCommand:
+    """A command line for the device on a stream reader's port (a serial_line output).
+
+    Written by the reader's own thread between reads; `done` gets the reply line that
+    matched `expect` ("" without one), or the exception that says why it failed.
+    """
+
+    data: bytes
+    expect: re.Pattern[str] | None
+    timeout: float
+    done: Future[str] = field(default_factory=Future)
+    deadline: float = 0.0
+
+
 class StreamReader(Reader):
     """Reads a line-oriented serial stream and emits decoded records."""
 
@@ -88,6 +106,8 @@ class StreamReader(Reader):
         self._last_valid = time.monotonic()
         self._silence_reported = False
         self.counters = ctx.health.counters
+        self._commands: queue.SimpleQueue[LineCommand] = queue.SimpleQueue()
+        self._awaiting: LineCommand | None = None
 
     def _count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -98,9 +118,14 @@ class StreamReader(Reader):
         # out its backoff while the port is gone.
         return max(self.interval or 0.0, self.backoff.cap, self.cfg.timeout)
 
-    def stop(self) -> None:
-        super().stop()
-        # Wake a read blocked in select() at once instead of after `timeout`.
+    def submit(self, command: LineCommand) -> Future[str]:
+        """Have this reader's thread write `command` between reads (any thread)."""
+        self._commands.put(command)
+        self._interrupt_read()
+        return command.done
+
+    def _interrupt_read(self) -> None:
+        """Wake a read blocked in select() at once instead of after `timeout`."""
         with self._port_lock:
             port = self.port
         if port is not None:
@@ -109,13 +134,72 @@ class StreamReader(Reader):
             except (OSError, AttributeError, ValueError, TypeError) as exc:
                 log.debug("%s: cancel_read failed: %s", self.name, exc)
 
+    def _run_commands(self) -> None:
+        """Write the next command (one at a time: a reply must not be mistaken for another's)."""
+        waiting = self._awaiting
+        if waiting is not None:
+            if time.monotonic() < waiting.deadline:
+                return
+            self._awaiting = None
+            pattern = waiting.expect.pattern if waiting.expect is not None else ""
+            waiting.done.set_exception(TimeoutError(
+                f"no reply matching {pattern!r} within {waiting.timeout:g} s"))
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not cmd.done.set_running_or_notify_cancel():
+                continue
+            if self.port is None:
+                cmd.done.set_exception(ConnectionError(f"{self.cfg.port} is not open "
+                                                       f"({self.ctx.health.last_error})"))
+                continue
+            try:
+                # Just (re)opened, the framer skips to the next line end; the reply to
+                # this command starts a line of its own: take what came before, then sync.
+                pending = self.port.in_waiting
+                if pending:
+                    self._handle(self.port.read(pending))
+                self.framer.synced()
+                self.port.write(cmd.data)
+                self.port.flush()
+            except (OSError, ValueError, TypeError) as exc:
+                cmd.done.set_exception(ConnectionError(f"write to {self.cfg.port} failed: {exc}"))
+                continue
+            self._count("commands_written")
+            if cmd.expect is None:
+                cmd.done.set_result("")
+                continue
+            cmd.deadline = time.monotonic() + cmd.timeout
+            self._awaiting = cmd
+            return
+
+    def _fail_commands(self, why: str) -> None:
+        waiting, self._awaiting = self._awaiting, None
+        if waiting is not None:
+            waiting.done.set_exception(ConnectionError(why))
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if cmd.done.set_running_or_notify_cancel():
+                cmd.done.set_exception(ConnectionError(why))
+
+    def stop(self) -> None:
+        super().stop()
+        self._interrupt_read()
+
     def run_loop(self) -> None:
         stop = self.stop_event
         while not stop.is_set():
             self.beat()
             if self.port is None and not self._open():
+                self._fail_commands(f"{self.cfg.port} is not open ({self.ctx.health.last_error})")
                 stop.wait(self.backoff.next_delay())
                 continue
+            self._run_commands()
             try:
                 port = self.port
                 data = port.read(max(1, port.in_waiting))
@@ -154,6 +238,13 @@ class StreamReader(Reader):
 
     def _handle(self, data: bytes) -> None:
         for line in self.framer.feed(data):
+            waiting = self._awaiting
+            if waiting is not None and waiting.expect is not None:
+                text = line.decode("utf-8", "replace").strip()
+                if waiting.expect.search(text):
+                    self._awaiting = None
+                    waiting.done.set_result(text)
+                    continue  # the device's reply to a command, not a reading
             for record in self.decode(line):
                 self._last_valid = time.monotonic()
                 self._silence_reported = False
@@ -184,6 +275,7 @@ class StreamReader(Reader):
     def close(self) -> None:
         with self._port_lock:
             port, self.port = self.port, None
+        self._fail_commands(f"{self.cfg.port} was closed")
         if port is not None:
             try:
                 port.close()

@@ -7,7 +7,7 @@
   others keep running untouched. The outbox (queued readings, per-device
   `seq`) is never touched, so a restarted device continues its sequence.
 - Sections owned by long-lived parts (mqtt, buffer, gateway.id/simulate,
-  inference, metrics, homeassistant) are logged as "needs a restart" and keep
+  inference, metrics, homeassistant, outputs) are logged as "needs a restart" and keep
   their running values, so the next reload reports them again.
 """
 
@@ -114,6 +114,12 @@ def _keep_restart_only_parts(old: Config, new: Config) -> Config:
             g_update[key] = getattr(old.gateway, key)
     if g_update:
         update["gateway"] = new.gateway.model_copy(update=g_update)
+    if new.outputs != old.outputs:
+        # The control thread holds the outputs (GPIO line requests, timers, safety states).
+        log.warning("reload: outputs changed (%s); that needs a restart (systemctl restart "
+                    "edge-gateway); keeping the running outputs until then",
+                    ", ".join(sorted({o.name for o in set(new.outputs) ^ set(old.outputs)})))
+        update["outputs"] = old.outputs
     return new.model_copy(update=update) if update else new
 
 

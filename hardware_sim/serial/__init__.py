@@ -44,6 +44,8 @@ def serve_devices(devices: Iterable[Any], link_dir: str | None = None,
             if bus is None:
                 bus = ModbusSlaveSim(dev.name, int(sim.get("bad_crc_every", 0)), link_dir=link_dir)
                 bus.config_port = dev.port
+                bus.reply_delay = float(sim.get("reply_delay", 0.0))
+                bus.log_wire = bool(sim.get("log_wire", False))
                 lines_by_port[dev.port] = bus
                 bus.start()
             bus.users += 1

@@ -4,6 +4,9 @@ sim settings (all optional):
   rate_hz: 1                    lines per second
   values: {temp: 21.5, ...}     pinned values by field name; others follow a slow sine
   bad_every: 0                  every Nth line is garbage text (0: never)
+  reply: ok                     to each command line received: "OK <line>" (ok), or nothing (none)
+
+Command lines the gateway writes (serial_line outputs) are kept in `received`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class LinesSim(PtyDevice):
         self.values: dict[str, Any] = dict(s.get("values") or {})
         self.bad_every = int(s.get("bad_every", 0))
         self.lines = 0
+        self.reply = str(s.get("reply", "ok"))
+        #: Command lines received from the gateway, in order.
+        self.received: list[str] = []
+        self._inbuf = bytearray()
 
     def value(self, field: str, ftype: str, t: float) -> Any:
         if field in self.values:
@@ -53,6 +60,23 @@ class LinesSim(PtyDevice):
         if self.format == "csv":
             return self.delimiter.join(_text(v) for v in record.values())
         return self.delimiter.join(f"{k}={_text(v)}" for k, v in record.items())
+
+    def on_input(self, data: bytes) -> None:
+        self._inbuf += data
+        while True:
+            end = self._inbuf.find(b"\n")
+            cr = self._inbuf.find(b"\r")
+            if end < 0 or (0 <= cr < end):
+                end = cr
+            if end < 0:
+                return
+            line = self._inbuf[:end].decode("utf-8", "replace")
+            del self._inbuf[:end + 1]
+            if not line:
+                continue  # the \n of a \r\n
+            self.received.append(line)
+            if self.reply == "ok":
+                self.write(f"OK {line}\r\n".encode())
 
     def tick(self) -> bytes:
         self.lines += 1
