@@ -125,6 +125,49 @@ def total_import_us(statement: str) -> int:
     return _top_level_us(statement) - _top_level_us("pass")
 
 
+#: What each step of a sensors-only daemon's imports costs in RSS, in import order: each
+#: statement runs after the ones above it in one interpreter (a probe process).
+IMPORT_STEPS = (
+    ("python + paho + sqlite3 + yaml", "import paho.mqtt.client, sqlite3, yaml"),
+    ("pydantic_core", "import pydantic_core"),
+    ("pydantic (BaseModel, Field)", "from pydantic import BaseModel, Field"),
+    ("gateway.config (the models)", "import gateway.config"),
+    ("load + validate the config", "cfg = gateway.config.load_config(CFG)"),
+    ("gateway.daemon (the rest)", "import gateway.daemon"),
+    ("Gateway(cfg) (spool, readers, sim)", "gw = gateway.daemon.Gateway(cfg)"),
+)
+
+STEP_PROBE = """
+import json, os, sys
+CFG = sys.argv[1]
+def rss():
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
+out, last = [], rss()
+for name, stmt in json.loads(sys.argv[2]):
+    exec(stmt)
+    now = rss()
+    out.append((name, now - last))
+    last = now
+out.append(("total", last))
+print(json.dumps(out))
+gw.outbox.stop()
+"""
+
+
+def import_steps() -> list[tuple[str, int]]:
+    """(step, RSS bytes it added) for IMPORT_STEPS, and ("total", RSS at the end)."""
+    d = workdir("memsteps")
+    cfg = gateway_config(d / "probe.yaml", 1, tmp102_devices(SENSORS, "1s"),
+                         spool=d / "probe.db", gateway_id="probe")
+    out = subprocess.run([PY, "-c", STEP_PROBE, str(cfg), json.dumps(IMPORT_STEPS)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"step probe failed: {out.stderr[-2000:]}")
+    shutil.rmtree(d, ignore_errors=True)
+    return [(str(n), int(b)) for n, b in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
 PROBE = """
 import json, sys
 from gateway.config import load_config
@@ -165,10 +208,14 @@ def run() -> list[Result]:
     gw_import = median_import_us("import gateway.daemon, gateway.config")
     paho_import = median_import_us("import paho.mqtt.client")
     loaded, count = loaded_heavy()
+    steps = import_steps()
+    print("bench_memory: RSS added by each step of a sensors-only daemon (one process):")
+    for name, b in steps:
+        print(f"  {b / MiB:6.1f} MiB  {name}")
     unexpected = [m for m in loaded if m not in EXPECTED]
     return [
         Result(f"daemon RSS ({SENSORS} sensors, no inference)", rss / MiB, "MiB", base_rss / MiB,
-               "python+paho+sqlite3+yaml", "<= 40 MiB", rss / MiB <= 40,
+               "python+paho+sqlite3+yaml", "<= 28 MiB", rss / MiB <= 28,
                f"USS {uss / MiB:.1f} MiB (baseline USS {base_uss / MiB:.1f} MiB)"),
         Result("import gateway.daemon + config", gw_import / 1000, "ms", paho_import / 1000,
                "import paho.mqtt.client", "", None,
