@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
@@ -126,7 +127,7 @@ class Gateway:
             health=self.health.device(dev.name, dev.driver),
             on_health_change=self.health.changed,
             simulate=self.cfg.gateway.simulate,
-            resources={"sim": self.sim},
+            resources={"sim": self.sim, "state_dir": Path(self.cfg.buffer.path).parent},
             publish_filter=self._publish_filter(dev),
         )
         return make_reader(dev, ctx, self.buses)

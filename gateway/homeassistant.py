@@ -184,8 +184,35 @@ class Discovery:
             device["manufacturer"] = manufacturer
         return device
 
-    def topic(self, node: str, key: str) -> str:
-        return f"{self.prefix}/sensor/{self.gw}_{node}/{key}/config"
+    def topic(self, node: str, key: str, component: str = "sensor") -> str:
+        return f"{self.prefix}/{component}/{self.gw}_{node}/{key}/config"
+
+    def binary_sensor(self, node: str, q: Quantity, state_topic: str, device: dict[str, Any],
+                      expire: int | None, device_class: str | None, name: str | None
+                      ) -> Announcement:
+        """A true/false flag: a binary_sensor (HA: state ON/OFF; `opening` ON means open)."""
+        key = q.key
+        # `closed` is published as the contact's state; HA's opening classes mean "on = open".
+        on_when = "not value_json" if key == "closed" else "value_json"
+        body: dict[str, Any] = {
+            "name": name,
+            "unique_id": f"{self.gw}_{node}_{key}",
+            "state_topic": state_topic,
+            "value_template": f"{{{{ 'ON' if {on_when}.{key} else 'OFF' }}}}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            **self.availability(),
+            "device": device,
+        }
+        if device_class is not None:
+            body["device_class"] = device_class
+        if q.icon is not None:
+            body["icon"] = q.icon
+        if key.endswith("_since_boot"):
+            body["entity_category"] = "diagnostic"
+        if expire is not None:
+            body["expire_after"] = expire
+        return Announcement(self.topic(node, key, "binary_sensor"), body)
 
     def sensor(self, node: str, q: Quantity, state_topic: str, device: dict[str, Any],
                template: str, expire: int | None, name: str | None) -> Announcement:
@@ -239,6 +266,11 @@ class Discovery:
                          "device without `fields`); list its fields to get entities", dev.name)
             names = entity_names(device["name"], quantities)
             for q in quantities:
+                if q.binary:
+                    cls = getattr(dev, "device_class", None) if q.key == "closed" else q.device_class
+                    out.append(self.binary_sensor(dev.name, q, f"{prefix}/{dev.name}", device,
+                                                  expire, cls, names[q.key]))
+                    continue
                 out.append(self.sensor(dev.name, q, f"{prefix}/{dev.name}", device,
                                        f"{{{{ value_json.{q.key} }}}}", expire, names[q.key]))
         inf = self.cfg.inference

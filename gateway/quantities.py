@@ -29,6 +29,8 @@ class Quantity:
     #: ... and at most this many when it is (finer steps than this are noise).
     max_precision: int = 6
     numeric: bool = True
+    #: A true/false flag (a Home Assistant binary_sensor), not a number.
+    binary: bool = False
 
 
 _ALL = [
@@ -60,6 +62,25 @@ _ALL = [
     Quantity("course_deg", "°", None, "Course", "measurement_angle", "mdi:compass", precision=1),
     Quantity("gps_time", None, "timestamp", "UTC date and time", None, numeric=False),
     Quantity("inference_ms", "ms", "duration", "Inference time", precision=2),
+    # The Pi's own health (pi_health); flags are true/false.
+    Quantity("soc_temperature_c", "°C", "temperature", "SoC temperature", precision=1,
+             max_precision=2),
+    *[Quantity(key, None, "problem", text, None, numeric=False, binary=True) for key, text in (
+        ("under_voltage", "Under-voltage"), ("freq_capped", "ARM frequency capped"),
+        ("throttled", "Throttled"), ("soft_temp_limit", "Soft temperature limit"),
+        ("under_voltage_since_boot", "Under-voltage since boot"),
+        ("freq_capped_since_boot", "Frequency capped since boot"),
+        ("throttled_since_boot", "Throttled since boot"),
+        ("soft_temp_limit_since_boot", "Soft temperature limit since boot"))],
+    Quantity("disk_free_mb", "MB", "data_size", "Free space for the spool", precision=0),
+    Quantity("memory_available_mb", "MB", "data_size", "Available memory", precision=0),
+    Quantity("load_1m", None, None, "Load (1 min)", icon="mdi:chip", precision=2),
+    # GPIO inputs.
+    Quantity("closed", None, "opening", "Contact", None, numeric=False, binary=True),
+    Quantity("pulses", None, None, "Pulses", icon="mdi:pulse", precision=0),
+    Quantity("pulse_rate_hz", "Hz", "frequency", "Pulse rate", precision=3),
+    Quantity("pulses_total", None, None, "Pulses total", "total_increasing", "mdi:counter",
+             precision=0),
 ]
 
 QUANTITIES: dict[str, Quantity] = {q.key: q for q in _ALL}
@@ -94,7 +115,7 @@ UNIT_SUFFIXES: dict[str, str] = {
     "s": "s", "ms": "ms", "min": "min", "h": "h",
     "deg": "°", "dbm": "dBm", "db": "dB",
     "l": "L", "m3": "m³", "lmin": "L/min",
-    "g": "g", "kg": "kg",
+    "g": "g", "kg": "kg", "rpm": "rpm",
 }
 
 #: Device class -> the units Home Assistant accepts for it (only the classes a unit can

@@ -53,6 +53,9 @@ class SimWorld:
         self.extras: dict[str, Any] = {}
         #: Simulated GPIO output lines (relays) by output name.
         self.outputs: dict[str, Any] = {}
+        #: Kernel-driven devices: a fake /sys tree (created on first use) and GPIO lines.
+        self.sysfs: Any = None
+        self.gpio_lines: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, cfg: Config) -> SimWorld:
@@ -62,6 +65,9 @@ class SimWorld:
                 world.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
         world.add_serial([d for d in cfg.devices if spec_for(d.driver).kind == "serial"])
         world.add_outputs(getattr(cfg, "outputs", ()))
+        for dev in cfg.devices:
+            if spec_for(dev.driver).kind == "kernel":
+                world.add_kernel(dev)
         return world
 
     def add_device(self, dev: DeviceBase) -> None:
@@ -71,6 +77,8 @@ class SimWorld:
             self.add_chip(dev.name, dev.driver, dev.bus, dev.address, dev.sim)
         elif kind == "serial":
             self.add_serial([dev])  # the reader opens extras[name].path
+        elif kind == "kernel":
+            self.add_kernel(dev)
 
     def remove_device(self, dev: DeviceBase) -> None:
         """A device removed or changed by a reload: detach its chip, close its pty."""
@@ -79,6 +87,9 @@ class SimWorld:
             bus = self.buses.get(dev.bus)
             if bus is not None and bus.chips.get(chip.address) is chip:
                 bus.detach(chip.address)
+        line = self.gpio_lines.pop(dev.name, None)
+        if line is not None:
+            line.shutdown()
         extra = self.extras.pop(dev.name, None)
         if any(other is extra for other in self.extras.values()):
             return  # a line shared with other devices (Modbus units on one port) stays up
@@ -96,6 +107,28 @@ class SimWorld:
         for out in outputs:
             if out.kind == "gpio" and out.name not in self.outputs:
                 self.outputs[out.name] = SimOutputLine.from_config(out)
+    @property
+    def sysfs_root(self) -> str | None:
+        return None if self.sysfs is None else str(self.sysfs.root)
+
+    def add_kernel(self, dev: Any) -> None:
+        """A kernel-driven device: files in the fake /sys, or a simulated GPIO line."""
+        if dev.driver in ("gpio_contact", "pulse_counter"):
+            from hardware_sim.gpio import SimLine
+
+            old = self.gpio_lines.pop(dev.name, None)
+            if old is not None:
+                old.shutdown()
+            self.gpio_lines[dev.name] = SimLine.from_config(dev, contact=dev.driver == "gpio_contact")
+            return
+        if self.sysfs is None:
+            from hardware_sim.sysfs import SimSysfs
+
+            self.sysfs = SimSysfs()
+            self.sysfs.add(dev.driver, dev)
+            self.sysfs.start()
+        else:
+            self.sysfs.add(dev.driver, dev)
 
     def add_serial(self, devices: list[Any]) -> None:
         """Serve serial devices on real ptys; readers open `extras[name].path`."""
@@ -119,6 +152,10 @@ class SimWorld:
         return b
 
     def close(self) -> None:
+        for line in self.gpio_lines.values():
+            line.shutdown()
+        if self.sysfs is not None:
+            self.sysfs.close()
         for extra in self.extras.values():
             close = getattr(extra, "close", None)
             if close is not None:

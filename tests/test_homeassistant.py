@@ -56,6 +56,8 @@ HA_UNITS: dict[str, set[str]] = {
     "carbon_dioxide": {"ppm"},
     "carbon_monoxide": {"ppb", "ppm", "µg/m³", "mg/m³"},
     "current": {"A", "mA"},
+    "data_size": {"bit", "kbit", "Mbit", "Gbit", "B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB",
+                  "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"},
     "data_rate": {"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "B/s", "kB/s", "MB/s", "GB/s", "KiB/s",
                   "MiB/s", "GiB/s"},
     "distance": {"km", "m", "cm", "mm", "mi", "nmi", "yd", "in"},
@@ -147,14 +149,40 @@ def every_driver_config(discovery: bool = True) -> str:
             dev += ", format: csv, fields: [{name: temp, unit: c}, {name: note, type: str}]"
         if name == "modbus_rtu":
             dev += ", registers: [{name: voltage, address: 0, unit: v, scale: 0.1}]"
+        dev += {"ds18b20": ", sensor: 28-0316a2795bff", "iio": ", chip: dht11",
+                "hwmon": ", chip: cpu_thermal", "gpio_contact": f", line: {i}, device_class: door",
+                "pulse_counter": f", line: {i}"}.get(name, "")
         lines.append(dev + "}")
     return "\n".join(lines) + "\n"
+
+
+# https://www.home-assistant.io/integrations/binary_sensor/ (device classes, 2026.11).
+HA_BINARY_CLASSES = {
+    "battery", "battery_charging", "carbon_monoxide", "cold", "connectivity", "door",
+    "garage_door", "gas", "heat", "light", "lock", "moisture", "motion", "moving", "occupancy",
+    "opening", "plug", "power", "presence", "problem", "running", "safety", "smoke", "sound",
+    "tamper", "update", "vibration", "window",
+}
+# https://www.home-assistant.io/integrations/binary_sensor.mqtt/ (configuration variables).
+BINARY_SENSOR_KEYS = (SENSOR_KEYS - {"state_class", "unit_of_measurement", "last_reset_value_template",
+                                     "suggested_display_precision", "options"}) | {
+    "payload_on", "payload_off", "off_delay"}
+
+
+def check_binary_payload(topic: str, body: dict[str, Any], status: str) -> None:
+    assert set(body) <= BINARY_SENSOR_KEYS, set(body) - BINARY_SENSOR_KEYS
+    assert body.get("device_class") in HA_BINARY_CLASSES | {None}, topic
+    assert (body["payload_on"], body["payload_off"]) == ("ON", "OFF")
+    assert body["availability_topic"] == status
 
 
 def check_payload(topic: str, body: dict[str, Any], prefix: str = "homeassistant",
                   status: str = "gateway/gh-1/status") -> None:
     """Everything HA checks (or silently gets wrong) for one sensor config."""
     parts = topic.split("/")
+    if len(parts) == 5 and parts[1] == "binary_sensor":
+        check_binary_payload(topic, body, status)
+        return
     assert len(parts) == 5 and parts[0] == prefix and parts[1] == "sensor" and parts[4] == "config"
     assert ID.match(parts[2]) and ID.match(parts[3]), topic
     assert set(body) <= SENSOR_KEYS, set(body) - SENSOR_KEYS
@@ -216,7 +244,12 @@ def test_every_quantity_of_every_driver_is_a_valid_sensor(tmp_path: Path) -> Non
         keys = device_keys(dev)
         assert keys, dev.driver
         for key in keys:
-            body = by_topic[f"homeassistant/sensor/gh-1_{dev.name}/{key}/config"]
+            component = "binary_sensor" if QUANTITIES.get(key, None) is not None and \
+                QUANTITIES[key].binary else "sensor"
+            body = by_topic[f"homeassistant/{component}/gh-1_{dev.name}/{key}/config"]
+            if component == "binary_sensor":
+                assert body["value_template"].startswith("{{ 'ON' if ")
+                continue
             assert body["state_topic"] == f"gateway/gh-1/{dev.name}"
             assert template_key(body) == key
             assert body["device"]["via_device"] == "edge-gateway_gh-1"

@@ -17,7 +17,17 @@ tests/test_catalog.py checks that every catalogued chip has all three.
 """
 
 from gateway.catalog.registry import quantities_for, spec_for, specs
-from gateway.catalog.spec import ChipProbe, Decode, DeviceSpec, I2CDriver, LineStream, UserField
+from gateway.catalog.spec import (
+    ChipProbe,
+    Decode,
+    DeviceSpec,
+    I2CDriver,
+    KernelPoll,
+    LineStream,
+    SysfsEnv,
+    UserField,
+)
 
-__all__ = ["ChipProbe", "Decode", "DeviceSpec", "I2CDriver", "LineStream", "UserField",
+__all__ = ["ChipProbe", "Decode", "DeviceSpec", "I2CDriver", "KernelPoll", "LineStream", "SysfsEnv",
+           "UserField",
            "quantities_for", "spec_for", "specs"]

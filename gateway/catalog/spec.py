@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -76,10 +77,37 @@ class ChipProbe:
 
 
 @dataclass(frozen=True)
+class SysfsEnv:
+    """What the poll of a kernel-driven device gets from the readers layer."""
+
+    #: `/` on a Pi, the simulator's tree in simulate mode.
+    root: Path
+    #: How to read a sysfs file (the simulator's adds the faults a flaky driver has).
+    read_text: Callable[[Path], str]
+    #: The device's health counters (what a poll retried or skipped).
+    counters: dict[str, int]
+    #: The spool's directory: where a device may keep a small state (a pulse total).
+    state_dir: Path | None
+
+
+@dataclass(frozen=True)
+class KernelPoll:
+    """A device the kernel drives, read from sysfs in a polled thread of its own."""
+
+    #: From the device's config and its environment, the function that takes one reading.
+    make: Callable[[Any, SysfsEnv], Callable[[], dict[str, Any]]]
+    #: errno values that are routine for the kernel driver: retried within the poll.
+    routine: frozenset[int] = frozenset()
+    #: How many such retries, and how long apart, given the config.
+    retries: Callable[[Any], int] = lambda cfg: 0
+    retry_delay: Callable[[Any], float] = lambda cfg: 2.0
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     driver: str
     summary: str
-    kind: Literal["i2c", "serial", "virtual"]
+    kind: Literal["i2c", "serial", "virtual", "kernel"]
     config: type[DeviceBase]
     quantities: tuple[str, ...]
     #: i2c: build the pure driver from an SMBus-like bus and the device's config.
@@ -101,6 +129,10 @@ class DeviceSpec:
     user_fields: Callable[[Any], tuple[UserField, ...]] | None = None
     #: Smallest step of each quantity given the config (sets the decimals HA shows).
     resolution: Callable[[Any], dict[str, float]] | None = None
+    #: kernel: a sysfs device polled in its own thread ...
+    kernel_poll: KernelPoll | None = None
+    #: ... or a GPIO input line read by its edge events.
+    gpio_input: Literal["contact", "counter"] | None = None
 
 
 @dataclass(frozen=True)

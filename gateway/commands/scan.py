@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gateway.catalog.registry import specs
@@ -125,10 +126,53 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "(default: /etc/edge-gateway/config.yaml when it exists and is readable)")
     p.add_argument("--simulate", action="store_true",
                    help="scan a simulated bus holding one of every supported chip")
+    p.add_argument("--w1", action="store_true",
+                   help="list the 1-Wire temperature probes the kernel found (w1_therm) instead")
     p.set_defaults(func="gateway.commands.scan:main")
 
 
+def scan_w1(root: Path) -> int:
+    """The probes under /sys/bus/w1/devices, each read once, and a config entry to paste."""
+    from gateway.drivers import DriverError
+    from gateway.drivers.w1_therm import FAMILIES, W1Bus, family_of
+
+    bus = W1Bus(root)
+    try:
+        ids = bus.probe_ids()
+    except FileNotFoundError as exc:
+        print(f"1-Wire: {exc.strerror} ({exc.filename})", file=sys.stderr)
+        return 1
+    print(f"1-Wire (w1_therm): {len(ids)} probe{'s' if len(ids) != 1 else ''}")
+    if ids:
+        bus.bulk_convert()
+    for pid in ids:
+        try:
+            value = f"{bus.read(pid):.3f} °C"
+        except (DriverError, OSError) as exc:
+            value = f"unreadable: {exc}"
+        print(f"  {pid}  {FAMILIES[family_of(pid) or 0]}  {value}")
+    if ids:
+        print("\nconfig:\n  - name: probes\n    driver: ds18b20\n    sensors:")
+        for i, pid in enumerate(ids):
+            print(f"      probe{i + 1}: {pid}")
+    return 0 if ids else 1
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.w1:
+        if args.simulate:
+            from types import SimpleNamespace
+
+            from hardware_sim.sysfs import SimSysfs
+
+            fake = SimSysfs()
+            fake.add("ds18b20", SimpleNamespace(name="probes", sensor=None, sensors="all", sim=None))
+            fake.start()
+            try:
+                return scan_w1(fake.root)
+            finally:
+                fake.close()
+        return scan_w1(Path("/"))
     configured: dict[int, dict[int, list[tuple[str, str]]]] = {}
     buses: dict[int, Any] = {}
     if args.config is None and not args.simulate:

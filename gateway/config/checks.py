@@ -53,6 +53,11 @@ def run_checks(cfg: Config) -> list[Problem]:
                 problems.append(Problem(cfg.source, line("outputs", i, "kind"), f"outputs.{i}.kind",
                                         "a gpio output needs the gpio extra: "
                                         "pip install 'edge-gateway[gpio]'"))
+        for i, dev in enumerate(cfg.devices):
+            if dev.driver in ("gpio_contact", "pulse_counter"):
+                need = f"{dev.driver} needs the gpio extra: pip install 'edge-gateway[gpio]'"
+                problems.append(Problem(cfg.source, line("devices", i, "driver"),
+                                        f"devices.{i}.driver", need))
     if not _importable("pymodbus"):
         for i, out in enumerate(cfg.outputs):
             if out.kind in ("modbus_coil", "modbus_register"):

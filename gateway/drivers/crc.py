@@ -50,3 +50,20 @@ def check_words(data: bytes | Sequence[int], what: str) -> list[int]:
             )
         words.append(u16_be(msb, lsb))
     return words
+
+
+def crc8_maxim(data: bytes | Sequence[int]) -> int:
+    """Dallas/Maxim 1-Wire CRC-8: the same polynomial as Sensirion's, reflected, initial 0.
+
+    Maxim Application Note 27, "Understanding and Using Cyclic Redundancy Checks with
+    Maxim 1-Wire and iButton Products": the ROM `02 1C B8 01 00 00 00` has CRC `A2`.
+    """
+    crc = 0
+    for byte in data:
+        for _ in range(8):
+            mix = (crc ^ byte) & 1
+            crc >>= 1
+            if mix:
+                crc ^= 0x8C  # the polynomial, bit-reversed
+            byte >>= 1
+    return crc

@@ -3,6 +3,8 @@
 - I2C chips: an `I2CReader` scheduled on its bus's thread (`I2CBuses`).
 - Line-oriented serial devices (the entry has `make_stream`): a `StreamReader`.
 - Modbus RTU slaves: a `ModbusReader` (slaves on one port share its client).
+- Devices the kernel drives (`kernel`): a `KernelReader` polling sysfs in a thread of its own,
+  or a `GpioReader` blocked on a GPIO line's edge events.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from gateway.config.model import DeviceBase, I2CDevice, SerialDevice
 from gateway.protocols.modbus import ModbusRtuConfig
 from gateway.readers.base import ReaderContext
 from gateway.readers.i2c import I2CBuses, I2CReader
+from gateway.readers.kernel import make_kernel_reader
 from gateway.readers.runner import DeviceRunner
 from gateway.readers.serial import ModbusReader, StreamReader
 
@@ -23,6 +26,8 @@ def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = No
         if buses is None or not isinstance(dev, I2CDevice):
             raise ValueError(f"{dev.name}: an I2C device needs the gateway's buses")
         return I2CReader(dev, spec, ctx, buses)
+    if spec.kind == "kernel":
+        return make_kernel_reader(dev, spec, ctx)
     if isinstance(dev, ModbusRtuConfig):
         return ModbusReader(dev, ctx)
     if spec.make_stream is not None and isinstance(dev, SerialDevice):
