@@ -59,12 +59,14 @@ def test_test_command_reads_every_simulated_device_once(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()}
-    assert set(rows) == {"air", "soil", "leaf", "light", "co2", "gps", "mcu", "meter"}
+    assert set(rows) == {"air", "soil", "leaf", "light", "co2", "gps", "mcu", "meter", "probes", "dht",
+                         "pi", "door", "rain"}
     assert all(r[2] == "ok" for r in rows.values())
     assert any(v.startswith("temperature_c=") for v in rows["air"])
     assert any(v.startswith("co2_ppm=") for v in rows["co2"])
     assert "voltage_v=230.4" in rows["meter"]
-    assert "8 of 8 devices read" in out.stderr
+    assert "pulses_total=" in " ".join(rows["rain"]) and "closed=" in " ".join(rows["door"])
+    assert "13 of 13 devices read" in out.stderr
 
 
 def test_test_command_fails_with_the_reason(tmp_path: Path,

@@ -126,17 +126,18 @@ def main(args: argparse.Namespace) -> int:
         if sim is not None:
             sim.close()
     width = max(len(n) for n in names)
+    dwidth = max(len(d.driver) for d in cfg.devices)
     ok = 0
     for dev in cfg.devices:
         got = sink.readings.get(dev.name)
         h = states[dev.name]
         if got is not None:
             ok += 1
-            print(f"{dev.name:<{width}}  {dev.driver:<10}  ok       {format_values(got.values)}")
+            print(f"{dev.name:<{width}}  {dev.driver:<{dwidth}}  ok       {format_values(got.values)}")
         elif h.last_error:
-            print(f"{dev.name:<{width}}  {dev.driver:<10}  FAILING  {h.last_error}")
+            print(f"{dev.name:<{width}}  {dev.driver:<{dwidth}}  FAILING  {h.last_error}")
         else:
-            print(f"{dev.name:<{width}}  {dev.driver:<10}  NO DATA  nothing within {args.timeout:g} s")
+            print(f"{dev.name:<{width}}  {dev.driver:<{dwidth}}  NO DATA  nothing within {args.timeout:g} s")
     total = len(names)
     print(f"{ok} of {total} device{'s' if total != 1 else ''} read", file=sys.stderr)
     return 0 if ok == total else 1
