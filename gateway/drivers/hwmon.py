@@ -22,6 +22,7 @@ from pydantic import Field
 from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv
 from gateway.config.model import DeviceBase
 from gateway.drivers.errors import DriverError
+from gateway.drivers.sysfs import find_by_name
 
 HWMON = Path("sys/class/hwmon")
 
@@ -51,16 +52,9 @@ def key_for(kind: str, index: int, label: str | None, first_index: int) -> str:
 
 def find_chip(root: Path, name: str) -> Path:
     base = root / HWMON
-    try:
-        entries = sorted(os.listdir(base))
-    except FileNotFoundError:
-        entries = []
-    for entry in entries:
-        try:
-            if (base / entry / "name").read_text().strip() == name:
-                return base / entry
-        except OSError:
-            continue
+    found = find_by_name(base, name)
+    if found is not None:
+        return found
     raise FileNotFoundError(errno.ENOENT, f"no hwmon chip named {name!r}", str(base))
 
 

@@ -22,6 +22,7 @@ from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv
 from gateway.config.model import DeviceBase
 from gateway.config.types import Duration
 from gateway.drivers.errors import DriverError
+from gateway.drivers.sysfs import find_by_name
 
 IIO_DEVICES = Path("sys/bus/iio/devices")
 
@@ -124,16 +125,9 @@ def find_device(root: Path, name: str | None = None, device: str | None = None) 
         if not path.is_dir():
             raise FileNotFoundError(errno.ENOENT, "no such IIO device", str(path))
         return path
-    try:
-        entries = sorted(os.listdir(base))
-    except FileNotFoundError:
-        entries = []
-    for entry in entries:
-        try:
-            if (base / entry / "name").read_text().strip() == name:
-                return base / entry
-        except OSError:
-            continue
+    found = find_by_name(base, name)
+    if found is not None:
+        return found
     hint = " (for a DHT11/DHT22 add 'dtoverlay=dht11,gpiopin=4' to /boot/firmware/config.txt)" \
         if name in ("dht11", "dht22") else ""
     raise FileNotFoundError(errno.ENOENT, f"no IIO device named {name!r}{hint}", str(base))
