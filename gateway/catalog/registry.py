@@ -1,8 +1,14 @@
-"""All device kinds, discovered: every driver and protocol module with a `SPEC`."""
+"""All device kinds, discovered: every driver and protocol module with a `SPEC`.
+
+`spec_for(driver)` imports only the module named like the driver when there is
+one (a config of ten TMP102s loads one driver, not all of them: memory on a Pi);
+`specs()` imports them all (check's list of drivers, scan, the docs).
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from functools import cache
 from pathlib import Path
@@ -49,8 +55,16 @@ def quantities_for(dev: DeviceBase) -> tuple[str, ...]:
     return spec.quantities
 
 
+@cache
 def spec_for(driver: str) -> DeviceSpec:
+    """The entry of `driver`; KeyError if there is none."""
+    for package in ENTRY_PACKAGES:
+        name = f"{package}.{driver}"
+        if driver.isidentifier() and importlib.util.find_spec(name) is not None:
+            spec = getattr(importlib.import_module(name), "SPEC", None)
+            if isinstance(spec, DeviceSpec) and spec.driver == driver:
+                return spec
     try:
-        return specs()[driver]
+        return specs()[driver]  # an entry in a module of another name (modbus_rtu)
     except KeyError:
         raise KeyError(driver) from None

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.catalog.registry import quantities_for, specs
+from gateway.catalog.registry import quantities_for, spec_for, specs
+from gateway.catalog.spec import DeviceSpec
 from gateway.config.model import Config, DeviceBase, I2CDevice, RootSection, SerialDevice
 from gateway.config.outputs import output_problems
 from gateway.config.problems import ConfigError, Problem
@@ -118,7 +119,7 @@ def _validate_device(
         )
         return None
     driver = raw.get("driver")
-    known = specs()
+    known = _known_drivers(driver)
     if driver is None:
         problems.append(
             Problem(
@@ -147,6 +148,17 @@ def _validate_device(
     except ValidationError as exc:
         problems += _problems(exc, base, raw, smap, name, model)
         return None
+
+
+def _known_drivers(driver: object) -> dict[str, DeviceSpec]:
+    """The entry of `driver` alone when it exists (no need to load every driver), else all
+    of them (for the list in the error message)."""
+    if isinstance(driver, str):
+        try:
+            return {driver: spec_for(driver)}
+        except KeyError:
+            pass
+    return specs()
 
 
 def _cross_checks(

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from gateway.catalog.registry import spec_for
 from gateway.config.model import DeviceBase, I2CDevice, SerialDevice
-from gateway.protocols.modbus import ModbusRtuConfig
 from gateway.readers.base import ReaderContext
 from gateway.readers.i2c import I2CBuses, I2CReader
 from gateway.readers.kernel import make_kernel_reader
 from gateway.readers.runner import DeviceRunner
-from gateway.readers.serial import ModbusReader, StreamReader
 
 
 def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = None) -> DeviceRunner:
@@ -28,6 +26,11 @@ def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = No
         return I2CReader(dev, spec, ctx, buses)
     if spec.kind == "kernel":
         return make_kernel_reader(dev, spec, ctx)
+    # Here, not at the top: a config without serial devices never loads the serial readers
+    # and the protocols behind them (memory on a Pi).
+    from gateway.protocols.modbus import ModbusRtuConfig
+    from gateway.readers.serial import ModbusReader, StreamReader
+
     if isinstance(dev, ModbusRtuConfig):
         return ModbusReader(dev, ctx)
     if spec.make_stream is not None and isinstance(dev, SerialDevice):
