@@ -32,6 +32,7 @@ from gateway import __version__
 from gateway.catalog.registry import quantities_for, spec_for
 from gateway.config.model import Config, DeviceBase
 from gateway.quantities import Quantity, field_quantity, quantity, with_precision
+from gateway.reading import device_key
 
 if TYPE_CHECKING:
     from gateway.mqtt.publisher import Publisher
@@ -70,6 +71,8 @@ def device_quantities(dev: DeviceBase) -> list[Quantity]:
             if q.numeric:
                 q = replace(q, precision=_UNIT_PRECISION.get(q.unit or "", 2), max_precision=9)
                 q = with_precision(q, f.resolution)
+            if device_key(q.key) != q.key:  # a field named like the envelope's `ts`
+                q = replace(q, key=device_key(q.key))
             out.append(q)
     else:
         steps = spec.resolution(dev) if spec.resolution is not None else {}

@@ -6,8 +6,9 @@ import calendar
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(slots=True)
@@ -18,6 +19,69 @@ class Reading:
     #: time.monotonic() of the measurement: what corrects `ts` if the wall clock was not
     #: synchronised yet (gateway.clock).
     mono: float = field(default_factory=time.monotonic)
+
+
+#: Payload keys that belong to the gateway, never to a device: `seq` (per-device counter,
+#: for loss and duplicate detection), `ts` (when it was measured), `clock` (a `ts` taken
+#: before the wall clock was synchronised, gateway.clock) and `absent` (which quantities
+#: this reading could not carry).
+ENVELOPE: Final = ("seq", "ts", "clock", "absent")
+#: A device key that collides with the envelope is published under this prefix.
+DEVICE_PREFIX: Final = "device_"
+
+
+class _Absent:
+    """The marker a protocol puts where a value should be but is unusable."""
+
+    _instance: _Absent | None = None
+
+    def __new__(cls) -> _Absent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __reduce__(self) -> str:
+        return "ABSENT"
+
+
+#: A decoder sets `values[key] = ABSENT` for a field the device sent but that cannot be
+#: published (undecodable, NaN); `publishable` turns it into an entry of `absent`.
+ABSENT: Final = _Absent()
+
+
+def device_key(key: str) -> str:
+    """The published name of a device's key (`seq` -> `device_seq`; others unchanged)."""
+    return DEVICE_PREFIX + key if key in ENVELOPE else key
+
+
+def publishable(values: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The gateway's rule for every reading, applied once, in `ReaderContext.emit`.
+
+    - A device key equal to an envelope key (`seq`, `ts`, `clock`, `absent`) is renamed
+      `device_<key>` (again if that is taken too): the device's value is kept,
+      the gateway's envelope is never overwritten or duplicated.
+    - A value that is `ABSENT` or a float that is not finite (JSON has no NaN or
+      Infinity) is left out, and its key is listed, sorted, under `absent`.
+    Returns the values to publish and how many keys were renamed.
+    """
+    out: dict[str, Any] = {}
+    absent: list[str] = []
+    renamed = 0
+    for key, value in values.items():
+        if key in ENVELOPE:
+            renamed += 1
+            while key in ENVELOPE or key in values or key in out:
+                key = DEVICE_PREFIX + key
+        if value is ABSENT or (type(value) is float and not math.isfinite(value)):
+            absent.append(key)
+        else:
+            out[key] = value
+    if absent:
+        out["absent"] = sorted(absent)
+    return out, renamed
 
 
 _second_cache: tuple[int, str] = (-1, "")

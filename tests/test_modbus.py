@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
+import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,11 +20,14 @@ from gateway.protocols.modbus import (
     crc_ok,
     decode_value,
     encode_value,
+    physical,
     plan_blocks,
     with_crc,
 )
 from gateway.readers.serial import ModbusReader, SharedPorts
+from gateway.reading import ABSENT
 from hardware_sim.serial import ModbusSlaveSim
+from hardware_sim.serial.pty import PtyDevice
 from tests.serial_support import make_ctx, wait_until
 
 
@@ -217,3 +224,117 @@ def test_shared_port_settings_must_agree(line: ModbusSlaveSim) -> None:
             ports.acquire(line.path, meter_cfg("b", baudrate=9600))
     finally:
         ports.release(a)
+
+
+def test_float32_is_published_as_the_float32_it_is() -> None:
+    """float32 holds 6-9 significant digits: 0x4366199A is 230.1, not 230.10000610351562."""
+    spec = RegisterSpec(0, "v", "float32")
+    assert physical(spec, [0x4366, 0x199A]) == 230.1
+    # 123456.78 as float32 is 123456.78125; 123456.8 would be another float32.
+    assert physical(spec, encode_value(123456.78, "float32")) == 123456.78
+    assert physical(spec, [0x4B7F, 0xFFFF]) == 16777215.0  # every digit kept when it is exact
+    # Scale without the binary noise of the multiplication; `decimals` rounds on request.
+    assert physical(RegisterSpec(0, "v", "uint16", scale=0.1), [2314]) == 231.4
+    assert physical(RegisterSpec(0, "f", "float32", decimals=1), encode_value(49.987, "float32")) == 50.0
+    # NaN / infinity: this value is absent, nothing raised.
+    assert physical(spec, [0x7FC0, 0x0000]) is ABSENT
+    assert physical(spec, [0x7F80, 0x0000]) is ABSENT
+
+
+class _Wire(PtyDevice):
+    """One end of a pty pair joined like a null-modem cable (what socat would do):
+    bytes written to this end's tty come out of the peer's tty, after `delay`."""
+
+    def __init__(self, name: str, delay: float = 0.0) -> None:
+        super().__init__(name)
+        self.peer: _Wire | None = None
+        self.delay = delay
+        self.received: list[float] = []
+
+    def on_input(self, data: bytes) -> None:
+        self.received.append(time.time())
+        if self.delay:
+            time.sleep(self.delay)  # a slow slave / busy bus, on this thread only
+        assert self.peer is not None
+        self.peer.write(data)
+
+
+@pytest.fixture
+def pymodbus_slave() -> Iterator[tuple[_Wire, _Wire]]:
+    """pymodbus's own RTU server on one end of a pty pair; the gateway opens the other."""
+    from pymodbus.framer import FramerType
+    from pymodbus.server import ModbusSerialServer
+    from pymodbus.simulator import DataType, SimData, SimDevice
+
+    server_end, gateway_end = _Wire("slave", delay=0.3), _Wire("gateway")
+    server_end.peer, gateway_end.peer = gateway_end, server_end
+    server_end.start()
+    gateway_end.start()
+    # pymodbus encodes the values itself: the expected numbers below are what was asked for.
+    device = SimDevice(1, simdata=[
+        SimData(0, values=230.1, datatype=DataType.FLOAT32),           # voltage_v
+        SimData(2, values=float("nan"), datatype=DataType.FLOAT32),    # power_w: NaN
+        SimData(4, values=123456.78, datatype=DataType.FLOAT32),       # energy_kwh
+        SimData(6, values=[2314, 0xFB2E, 7], datatype=DataType.REGISTERS),
+        SimData(100, values=49.987, datatype=DataType.FLOAT32),        # frequency, decimals 1
+    ])
+    loop = asyncio.new_event_loop()
+    servers: list[Any] = []
+    ready = threading.Event()
+
+    async def serve() -> None:
+        server = ModbusSerialServer(device, framer=FramerType.RTU, port=server_end.path,
+                                    baudrate=19200)
+        servers.append(server)
+        ready.set()
+        await server.serve_forever()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),),
+                              name="pymodbus-server", daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield server_end, gateway_end
+    finally:
+        asyncio.run_coroutine_threadsafe(servers[0].shutdown(), loop).result(10)
+        thread.join(10)
+        loop.close()
+        server_end.close()
+        gateway_end.close()
+
+
+def test_reader_against_pymodbus_serial_server(pymodbus_slave: tuple[_Wire, _Wire]) -> None:
+    _server_end, gateway_end = pymodbus_slave
+    cfg = ModbusRtuConfig.model_validate({
+        "name": "meter", "driver": "modbus_rtu", "port": "/dev/ttyRS485", "baudrate": 19200,
+        "slave": 1, "interval": "200ms", "timeout": 3.0, "retries": 1,
+        "registers": [
+            {"name": "voltage", "unit": "v", "address": 0, "type": "float32"},
+            {"name": "power", "unit": "w", "address": 2, "type": "float32"},
+            {"name": "energy", "unit": "kwh", "address": 4, "type": "float32"},
+            {"name": "voltage_raw", "address": 6, "scale": 0.1},
+            {"name": "current", "unit": "a", "address": 7, "type": "int16", "scale": 0.001},
+            {"name": "ts", "address": 8},  # a register named like the envelope's ts
+            {"name": "frequency", "unit": "hz", "address": 100, "type": "float32", "decimals": 1},
+        ],
+    })
+    ctx, col = make_ctx("meter", "modbus_rtu", {"meter": gateway_end})
+    reader = ModbusReader(cfg, ctx, ports=SharedPorts())
+    reader.start()
+    try:
+        assert col.wait_for(lambda rs: len(rs) >= 2)
+    finally:
+        reader.stop()
+        assert reader.join(15)
+    first = col.readings[0]
+    # One NaN register costs that value only: the others publish, the NaN is listed.
+    assert first.values == {
+        "voltage_v": 230.1, "energy_kwh": 123456.78, "voltage_raw": 231.4, "current_a": -1.234,
+        "device_ts": 7, "frequency_hz": 50.0, "absent": ["power_w"]}
+    assert ctx.health.counters["bad_values"] >= 2
+    assert ctx.health.counters["renamed_keys"] >= 2
+    assert ctx.health.total_errors == 0
+    # ts is when the (last) reply arrived, not when the poll began: each reply here
+    # comes 0.3 s after its request (two blocks per poll: 0..8 and 100..101).
+    requests = gateway_end.received
+    assert first.ts >= requests[0] + 0.6

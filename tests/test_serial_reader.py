@@ -11,12 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.protocols.framer import LineFramer
+from gateway.protocols.framer import LineFramer, SentenceFramer
 from gateway.protocols.nmea import NmeaConfig
 from gateway.readers.factory import make_reader
 from gateway.readers.runner import DeviceRunner
 from gateway.readers.serial import StreamReader
 from hardware_sim.serial import GpsSim
+from hardware_sim.serial.gps import nmea_sentence
 from tests.serial_support import Collector, make_ctx, wait_until
 
 
@@ -71,8 +72,10 @@ def test_garbage_partial_and_bad_checksums_are_counted_never_published(gps: GpsS
     try:
         assert col.wait_for(lambda rs: len(rs) >= 5)
         counters = reader.ctx.health.counters
+        # Garbage is skipped up to the next `$`; a half sentence is cut by the next one.
         assert wait_until(lambda: counters.get("bad_checksum", 0) >= 3
-                          and counters.get("malformed", 0) >= 3)
+                          and counters.get("skipped_bytes", 0) >= 3
+                          and counters.get("truncated_sentences", 0) >= 3)
         # Raw junk straight onto the line, including a sentence-looking line with a wrong sum.
         before_bad = counters.get("bad_checksum", 0)
         gps.inject(b"\x00\x01\x02garbage\xff\r\n"
@@ -87,6 +90,46 @@ def test_garbage_partial_and_bad_checksums_are_counted_never_published(gps: GpsS
         assert abs(values["longitude_deg"] - 11.5167) < 0.01
         # An epoch whose GGA was corrupted publishes the RMC half only.
         assert values.get("satellites", 8) == 8
+
+
+def test_ubx_frames_on_the_same_port_lose_no_sentence(gps: GpsSim) -> None:
+    """A u-blox port with UBX and NMEA both on: a binary frame right before every
+    second sentence, no newline between. Every epoch still publishes whole."""
+    gps.ubx_every = 2
+    reader, col = start_reader(gps)
+    try:
+        assert col.wait_for(lambda rs: len(rs) >= 8)
+        counters = reader.ctx.health.counters
+        assert counters["binary_frames"] >= 4
+    finally:
+        stop(reader)
+    assert counters.get("bad_checksum", 0) == 0 and counters.get("malformed", 0) == 0
+    assert counters.get("truncated_sentences", 0) == 0
+    # Every reading but perhaps the first (opened mid-epoch) has both GGA and RMC fields.
+    for values in col.values()[1:]:
+        assert values["satellites"] == 8 and "speed_kn" in values
+
+
+def test_first_sentence_after_the_port_opens_is_used() -> None:
+    gps = GpsSim("gps", {"rate_hz": 20})
+    gps.silent = True
+    gps.start()
+    try:
+        reader, col = start_reader(gps)
+        try:
+            assert wait_until(lambda: reader.ctx.health.counters.get("opens", 0) >= 1)
+            t0 = 1_700_000_000.0
+            first, second = gps.sentences_at(t0), gps.sentences_at(t0 + 1)
+            gps.inject(b"".join(nmea_sentence(b) for b in first + second))
+            assert col.wait_for(lambda rs: len(rs) >= 1)
+        finally:
+            stop(reader)
+    finally:
+        gps.close()
+    # The very first bytes after the open were a whole GGA: its fields are in the reading.
+    values = col.values()[0]
+    assert values["satellites"] == 8 and values["altitude_m"] == 545.4
+    assert values["gps_time"] == "2023-11-14T22:13:20.00Z"
 
 
 def test_unplug_then_replug_behind_the_same_symlink_recovers(gps: GpsSim) -> None:
@@ -118,8 +161,9 @@ def test_memory_is_bounded_without_newlines(gps: GpsSim) -> None:
         assert col.wait_for(lambda rs: len(rs) >= 1)
         gps.silent = True  # only noise from now on
         framer = reader.framer  # type: ignore[attr-defined]
-        assert isinstance(framer, LineFramer)
-        chunk = bytes(range(256)).replace(b"\n", b"") * 16  # ~4 KB, no newline
+        assert isinstance(framer, SentenceFramer)
+        # ~4 KB without a newline: binary, and a sentence start followed by endless text.
+        chunk = (bytes(range(256)).replace(b"\n", b"") + b"$GPTXT," + b"A" * 600) * 4
         sent = 0
         for _ in range(256):  # ~1 MB in total
             written = 0

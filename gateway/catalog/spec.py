@@ -51,6 +51,17 @@ class I2CDriver(Protocol):
 Decode = Callable[[bytes], list[dict[str, Any]]]
 
 
+class Framer(Protocol):
+    """Splits a serial byte stream into records (`gateway.protocols.framer`)."""
+
+    counters: dict[str, int]
+
+    def feed(self, data: bytes) -> list[bytes]: ...
+    def resync(self) -> None: ...
+    @property
+    def buffered(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class LineStream:
     """How a line-oriented serial device (read by `StreamReader`) is framed and decoded."""
@@ -62,6 +73,8 @@ class LineStream:
     max_line: int
     #: No valid record for this long marks the device failing.
     silence_timeout: float
+    #: How records are cut from the bytes (None: newline-framed lines up to max_line).
+    framer: Framer | None = None
 
 
 @dataclass(frozen=True)

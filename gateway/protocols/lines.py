@@ -6,7 +6,18 @@
 
 Published keys carry their unit (`temperature_c`): a field `{name: temperature,
 unit: c}` publishes `temperature_c`; a field without a unit publishes its name.
-A line that does not parse is counted and skipped, never half-published.
+
+What real boards print, and what becomes of it:
+- Junk before a line (a UTF-8 BOM, NUL or 0xFF bytes after a reset, half a UTF-8
+  character) is stripped; the rest of the line is decoded as usual.
+- `nan`, `inf`, `ovf` (Arduino's `Serial.print` of a float it cannot print) are
+  "no value": the key is left out and listed under `absent`; the others publish.
+- A kv line without `fields` is a reading only when it is made entirely of
+  `key=value` pairs with identifier keys and numeric values, so boot text such as
+  ESP32's `rst:0x1 (POWERON_RESET),boot:0x13` is not (`text_values: keep` keeps
+  one-word text values as strings). `23.5C`: the unit suffix is stripped by default
+  (`unit_suffix: key` appends it to the key instead: `temp_c`).
+- A line that does not parse is counted and skipped, never half-published.
 
 The catalog entry follows the protocol:
 `driver: lines` — a microcontroller printing one record per line (json, csv, kv).
@@ -18,6 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,10 +39,14 @@ from pydantic import Field, model_validator
 from gateway.catalog.spec import DeviceSpec, LineStream, UserField
 from gateway.config.model import Section, SerialDevice
 from gateway.config.types import Duration, FieldDeviceClass
+from gateway.protocols.framer import LineFramer
 from gateway.quantities import check_device_class
+from gateway.reading import ABSENT
 
 Format = Literal["json", "csv", "kv"]
 FieldType = Literal["float", "int", "bool", "str"]
+UnitSuffix = Literal["strip", "key"]
+TextValues = Literal["reject", "keep"]
 
 
 class LineError(ValueError):
@@ -51,10 +67,73 @@ class FieldSpec:
 
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no"}
+#: How boards print a float that has no value: C's printf, Arduino's Serial.print ("ovf").
+_NO_VALUE = {"nan", "-nan", "+nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity",
+             "ovf", "-ovf"}
+_INT = re.compile(r"[+-]?[0-9]+")
+_HEX = re.compile(r"[+-]?0[xX][0-9a-fA-F]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: A number followed by a unit: `23.5C`, `40 %`, `1013.2hPa`, `21.5°C`, `3.3V`. The unit
+#: starts with a letter, %, ° or µ, so hex (`0x1F`) and exponents are not units.
+_WITH_UNIT = re.compile(
+    r"(?P<num>[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)) ?(?P<unit>[A-Za-z%°µ][A-Za-z0-9%°µ/]{0,7})"
+)
+_KV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNIT_KEY = {"%": "pct", "°c": "c", "°f": "f", "°": "deg"}
+_BOM = b"\xef\xbb\xbf"
+
+
+def strip_junk(line: bytes) -> tuple[bytes, bool]:
+    """Remove what a reset or a port open leaves before a line: BOM, NUL, control
+    characters, 0xFF and broken UTF-8. Returns the line and whether anything went."""
+    i, n = 0, len(line)
+    while i < n:
+        if line.startswith(_BOM, i):
+            i += 3
+            continue
+        b = line[i]
+        if b < 0x20 or b == 0x7F:
+            i += 1
+            continue
+        if b < 0x80:
+            break
+        width = 2 if 0xC2 <= b <= 0xDF else 3 if 0xE0 <= b <= 0xEF else 4 if 0xF0 <= b <= 0xF4 else 0
+        if width:
+            try:
+                line[i:i + width].decode("utf-8")
+                break  # a real non-ASCII character begins the line
+            except UnicodeDecodeError:
+                pass
+        i += 1  # a byte that cannot start a character: junk
+    return line[i:], i > 0
+
+
+def parse_int(text: str) -> int:
+    """Decimal, zero padding allowed (`007`, `08`); hex only with 0x. Raises ValueError."""
+    t = text.strip()
+    if _INT.fullmatch(t):
+        return int(t, 10)
+    if _HEX.fullmatch(t):
+        return int(t, 16)
+    raise ValueError(f"not an integer: {text!r}")
+
+
+def _number_and_unit(text: str) -> tuple[str, str | None]:
+    """`23.5C` -> ("23.5", "C"); `23.5` -> ("23.5", None); anything else unchanged."""
+    m = None if _FLOAT.fullmatch(text) or _HEX.fullmatch(text) else _WITH_UNIT.fullmatch(text)
+    if m is None:
+        return text, None
+    return m.group("num"), m.group("unit")
 
 
 def convert(raw: Any, ftype: FieldType, scale: float = 1.0) -> Any:
-    """Convert one raw value (text or JSON scalar) to the field's type."""
+    """Convert one raw value (text or JSON scalar) to the field's type.
+
+    Returns ABSENT for "no value" (nan, inf, ovf, an empty cell, JSON null); raises
+    LineError for a value of the wrong kind (`warm` for a float).
+    """
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return ABSENT
     if ftype == "str":
         return raw if isinstance(raw, str) else json.dumps(raw)
     if ftype == "bool":
@@ -68,30 +147,23 @@ def convert(raw: Any, ftype: FieldType, scale: float = 1.0) -> Any:
         raise LineError(f"not a boolean: {raw!r}")
     if isinstance(raw, bool):
         raise LineError(f"expected a number, got {raw!r}")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if text.lower() in _NO_VALUE:
+            return ABSENT
+        text, _unit = _number_and_unit(text)  # the field's `unit` says what it is
+    else:
+        text = raw
     try:
         if ftype == "int":
-            value: float | int = int(raw) if isinstance(raw, int) else int(str(raw).strip(), 0)
+            value: float | int = raw if isinstance(raw, int) else parse_int(str(text))
             return value * scale if scale != 1.0 else value
-        f = float(raw)
+        f = float(text)
     except (TypeError, ValueError):
         raise LineError(f"expected {ftype}, got {raw!r}") from None
     if not math.isfinite(f):
-        raise LineError(f"not a finite number: {raw!r}")
+        return ABSENT
     return f * scale
-
-
-def _auto(text: str) -> Any:
-    """An untyped kv value: int, else float, else the text."""
-    t = text.strip()
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        f = float(t)
-    except ValueError:
-        return t
-    return f if math.isfinite(f) else t
 
 
 @dataclass
@@ -100,6 +172,11 @@ class LineDecoder:
     fields: Sequence[FieldSpec] = ()
     delimiter: str = ","
     counters: dict[str, int] = field(default_factory=dict)
+    #: kv without fields: `23.5C` -> 23.5 under its key (strip) or under `key_c` (key).
+    unit_suffix: UnitSuffix = "strip"
+    #: kv without fields: a non-numeric value makes the line not a reading (reject),
+    #: or is published as a string when it is one word (keep).
+    text_values: TextValues = "reject"
 
     def __post_init__(self) -> None:
         if self.format == "csv" and not self.fields:
@@ -111,6 +188,9 @@ class LineDecoder:
 
     def feed(self, line: bytes) -> dict[str, Any] | None:
         """Decode one line; None for a blank or bad line (bad ones are counted)."""
+        line, stripped = strip_junk(line)
+        if stripped:
+            self._count("stripped_junk")
         try:
             text = line.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -123,11 +203,33 @@ class LineDecoder:
         except LineError:
             self._count("bad_lines")
             return None
-        if not record:
-            self._count("bad_lines")
+        if all(v is ABSENT for v in record.values()):
+            self._count("bad_lines")  # nothing to publish (empty, or every value nan)
             return None
         self._count("lines")
         return record
+
+    def first_line_is_whole(self, line: bytes) -> bool:
+        """Whether the first line after the port opened can be trusted to be a whole
+        line, not the tail of one: it follows reset junk, or it is a JSON object, or
+        (kv with fields) every key is a configured field. csv and fieldless kv cannot
+        tell a tail (`mp=21.5`) from a line, so their first line is dropped."""
+        line, stripped = strip_junk(line)
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return False
+        if stripped:
+            return True
+        try:
+            if self.format == "json":
+                return text.startswith("{") and bool(self._json(text))
+            if self.format == "kv" and self.fields:
+                keys = self._kv(text).keys()
+                return bool(keys) and all(k in self._by_name for k in keys)
+        except LineError:
+            return False
+        return False
 
     def decode(self, text: str) -> dict[str, Any]:
         """Decode one non-empty line. Raises LineError."""
@@ -159,8 +261,8 @@ class LineDecoder:
             else:
                 raise LineError(f"no '=' in {item!r}")
             key = key.strip()
-            if not key:
-                raise LineError(f"empty key in {item!r}")
+            if not _KV_KEY.fullmatch(key):
+                raise LineError(f"not a key: {key!r}")  # e.g. boot text "clock div:1"
             out[key] = value.strip()
         return out
 
@@ -170,20 +272,45 @@ class LineDecoder:
         if not self.fields:
             for k, v in raw.items():
                 if isinstance(v, str) and self.format == "kv":
-                    out[str(k)] = _auto(v)
-                elif isinstance(v, bool | int | str) or (
-                    isinstance(v, float) and math.isfinite(v)
-                ):
+                    key, value = self._auto(str(k), v)
+                    out[key] = value
+                elif v is None or (isinstance(v, float) and not math.isfinite(v)):
+                    out[str(k)] = ABSENT
+                elif isinstance(v, bool | int | str | float):
                     out[str(k)] = v
-                elif v is None or isinstance(v, dict | list | float):
-                    self._count("skipped_values")  # nested or non-finite: not a flat quantity
+                else:
+                    self._count("skipped_values")  # nested: not a flat quantity
             return out
         for spec in self.fields:
             if spec.name in raw:
                 out[spec.key] = convert(raw[spec.name], spec.type, spec.scale)
         if not out:
             raise LineError("none of the configured fields is present")
+        for spec in self.fields:
+            out.setdefault(spec.key, ABSENT)  # configured but not in this line
         return out
+
+    def _auto(self, key: str, text: str) -> tuple[str, Any]:
+        """An untyped kv value: int, float, ABSENT for nan/inf; a unit suffix per
+        `unit_suffix`; other text per `text_values`. Hex (boot text) is not a number."""
+        t = text.strip()
+        if t.lower() in _NO_VALUE:
+            return key, ABSENT
+        if _INT.fullmatch(t):
+            return key, int(t, 10)
+        if _FLOAT.fullmatch(t):
+            return key, float(t)
+        number, unit = _number_and_unit(t)
+        if unit is not None:
+            value: float | int = int(number, 10) if _INT.fullmatch(number) else float(number)
+            if self.unit_suffix == "key":
+                u = _UNIT_KEY.get(unit.lower(), unit.lower())
+                if re.fullmatch(r"[a-z0-9]+", u):
+                    return f"{key}_{u}", value
+            return key, value
+        if self.text_values == "keep" and t and not any(c.isspace() for c in t):
+            return key, t
+        raise LineError(f"{key}: not a number: {text!r}")
 
     def _csv(self, text: str) -> dict[str, Any]:
         try:
@@ -241,6 +368,16 @@ class LinesConfig(SerialDevice):
     silence_timeout: Duration = Field(
         default=30.0, description="No valid line for this long marks the device failing.",
     )
+    unit_suffix: Literal["strip", "key"] = Field(
+        default="strip",
+        description="kv without fields, a value like 23.5C: strip the unit (temp: 23.5) "
+                    "or append it to the key (temp_c: 23.5).",
+    )
+    text_values: Literal["reject", "keep"] = Field(
+        default="reject",
+        description="kv without fields: a non-numeric value makes the line not a reading "
+                    "(boot text), or keep one-word text values as strings.",
+    )
 
     @model_validator(mode="after")
     def _fields(self) -> LinesConfig:
@@ -268,14 +405,16 @@ def _user_fields(cfg: LinesConfig) -> tuple[UserField, ...]:
 
 
 def _make_stream(cfg: LinesConfig, counters: dict[str, int]) -> LineStream:
-    decoder = LineDecoder(cfg.format, field_specs(cfg), cfg.delimiter, counters=counters)
+    decoder = LineDecoder(cfg.format, field_specs(cfg), cfg.delimiter, counters=counters,
+                          unit_suffix=cfg.unit_suffix, text_values=cfg.text_values)
 
     def decode(line: bytes) -> list[dict[str, Any]]:
         record = decoder.feed(line)
         return [] if record is None else [record]
 
+    framer = LineFramer(b"\n", cfg.max_line, whole_first_line=decoder.first_line_is_whole)
     return LineStream(decode=decode, interval=cfg.interval, max_line=cfg.max_line,
-                      silence_timeout=cfg.silence_timeout)
+                      silence_timeout=cfg.silence_timeout, framer=framer)
 
 
 SPEC = DeviceSpec(

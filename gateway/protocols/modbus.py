@@ -8,6 +8,14 @@ standardised, so `word_order` says it: "big" (high word at the lower address,
 The RTU transport itself (framing, CRC, retries) is pymodbus'. The CRC here is
 for the simulator's slave and for counting corrupted replies.
 
+Published values: a float32 is the shortest decimal that reads back as the
+same float32 (230.1, not 230.10000610351562: IEEE 754 single precision holds
+6-9 significant decimal digits, and this keeps exactly what the slave sent).
+Scale and offset are applied to that, and the binary noise of the
+multiplication is dropped (15 significant digits). `decimals` rounds further.
+A float32 that is NaN or infinite is ABSENT: that value is left out and listed,
+the slave's other registers publish.
+
 The catalog entry follows the protocol:
 `driver: modbus_rtu` — one Modbus RTU slave (RS-485 meter, PLC) polled with pymodbus.
 
@@ -23,7 +31,7 @@ import math
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -31,6 +39,7 @@ from gateway.catalog.spec import DeviceSpec, UserField
 from gateway.config.model import Section, SerialDevice
 from gateway.config.types import FieldDeviceClass
 from gateway.quantities import check_device_class
+from gateway.reading import ABSENT
 
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32"]
 WordOrder = Literal["big", "little"]
@@ -70,6 +79,8 @@ class RegisterSpec:
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = None
+    #: Round the published value to this many decimal places (None: see the module doc).
+    decimals: int | None = None
 
     @property
     def count(self) -> int:
@@ -106,14 +117,35 @@ def encode_value(value: float | int, dtype: DataType, word_order: WordOrder = "b
     return words if word_order == "big" else list(reversed(words))
 
 
-def physical(spec: RegisterSpec, words: Sequence[int]) -> float | int:
-    """Decoded value * scale + offset; raises ValueError for NaN/inf (not publishable)."""
+def float32_shortest(value: float) -> float:
+    """The shortest decimal that reads back as the same float32 (what numpy prints)."""
+    if not math.isfinite(value):
+        return value
+    packed = struct.pack(">f", value)
+    for digits in range(1, 10):  # 9 significant digits always round-trip a float32
+        candidate = float(f"{value:.{digits}g}")
+        try:
+            if struct.pack(">f", candidate) == packed:
+                return candidate
+        except OverflowError:
+            continue
+    return value
+
+
+def physical(spec: RegisterSpec, words: Sequence[int]) -> Any:
+    """Decoded value * scale + offset, rounded as the module doc says; ABSENT for NaN/inf."""
     v = decode_value(words, spec.type, spec.word_order)
-    if spec.scale == 1.0 and spec.offset == 0.0 and spec.type != "float32":
-        return v
-    out = v * spec.scale + spec.offset
+    if spec.type == "float32":
+        v = float32_shortest(v)
+    out = v
+    if spec.scale != 1.0 or spec.offset != 0.0:
+        out = v * spec.scale + spec.offset
+        if math.isfinite(out):
+            out = float(f"{out:.15g}")  # 2314 * 0.1 is 231.4, not 231.40000000000003
     if not math.isfinite(out):
-        raise ValueError(f"{spec.name}: not a finite number")
+        return ABSENT
+    if spec.decimals is not None:
+        out = round(out, spec.decimals)
     return out
 
 
@@ -147,9 +179,10 @@ def plan_blocks(specs: Iterable[RegisterSpec], max_gap: int = 0) -> list[Block]:
     return blocks
 
 
-def decode_map(specs: Iterable[RegisterSpec], registers: dict[int, int]) -> dict[str, float | int]:
-    """Named values from a {address: word} table holding every mapped register."""
-    out: dict[str, float | int] = {}
+def decode_map(specs: Iterable[RegisterSpec], registers: dict[int, int]) -> dict[str, Any]:
+    """Named values from a {address: word} table holding every mapped register
+    (ABSENT where a float32 is NaN or infinite)."""
+    out: dict[str, Any] = {}
     for s in specs:
         words = [registers[a] for a in range(s.address, s.address + s.count)]
         out[s.key] = physical(s, words)
@@ -180,6 +213,11 @@ class RegisterConfig(Section):
         description="Unit suffix of the published key: {name: voltage, unit: v} -> voltage_v.",
     )
     device_class: FieldDeviceClass = None
+    decimals: int | None = Field(
+        default=None, ge=0, le=10,
+        description="Round the published value to this many decimal places "
+                    "(default: float32 as the shortest decimal that is the same float32).",
+    )
 
     @model_validator(mode="after")
     def _count(self) -> RegisterConfig:
@@ -218,15 +256,17 @@ class ModbusRtuConfig(SerialDevice):
 
 
 def register_specs(cfg: ModbusRtuConfig) -> list[RegisterSpec]:
-    return [RegisterSpec(r.address, r.name, r.type, r.word_order, r.scale, r.offset, r.unit)
+    return [RegisterSpec(r.address, r.name, r.type, r.word_order, r.scale, r.offset, r.unit,
+                         r.decimals)
             for r in cfg.registers]
 
 
 def _user_fields(cfg: ModbusRtuConfig) -> tuple[UserField, ...]:
-    # Integer registers step by `scale`; a float32 has no fixed step.
+    # Integer registers step by `scale`; a float32 has no fixed step unless rounded.
     return tuple(
         UserField(r.name, r.unit, True, r.device_class,
-                  None if r.type == "float32" or r.scale == 0 else abs(r.scale))
+                  10.0 ** -r.decimals if r.decimals is not None
+                  else None if r.type == "float32" or r.scale == 0 else abs(r.scale))
         for r in cfg.registers)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from gateway.device_hints import hint_for
 from gateway.drivers.errors import DriverError, NoNewData
 from gateway.health import DeviceHealth
-from gateway.reading import Reading
+from gateway.reading import Reading, publishable
 
 log = logging.getLogger("gateway.readers")
 
@@ -47,10 +47,18 @@ class ReaderContext:
     publish_filter: PublishFilter | None = None
 
     def emit(self, values: dict[str, Any], ts: float | None = None) -> bool:
-        """Hand one reading to the outbox (after the publish policy, if any)."""
+        """Hand one reading to the outbox (after the publish policy, if any).
+
+        Every reading of every device passes here, so this is where the envelope
+        rule holds (`reading.publishable`): device keys never collide with `seq`,
+        `ts` or `absent`, and unusable values are listed under `absent`.
+        """
         when = time.time() if ts is None else ts
         h = self.health
         h.readings += 1
+        values, renamed = publishable(values)
+        if renamed:
+            h.counters["renamed_keys"] = h.counters.get("renamed_keys", 0) + renamed
         if self.publish_filter is not None:
             kept = self.publish_filter(values, when)
             if kept is None:
@@ -215,6 +223,10 @@ class PolledDevice:
     def close(self) -> None:
         """Release the device."""
 
+    def measured_at(self, started: float) -> float:
+        """The reading's `ts`: when the poll started, unless the device knows better."""
+        return started
+
     def next_slot(self, now: float) -> float:
         iv = self.interval
         return (int(now / iv) + 1) * iv
@@ -230,8 +242,9 @@ class PolledDevice:
             if not self.opened:
                 self.open()
                 self.opened = True
-            ts = time.time()
+            started = time.time()
             values = self.poll()
+            ts = self.measured_at(started)
         except NoNewData as exc:
             log.debug("%s: %s", self.name, exc)  # nothing this slot; the device is fine
             due = self.next_slot(time.monotonic())

@@ -36,5 +36,6 @@ def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = No
     if spec.make_stream is not None and isinstance(dev, SerialDevice):
         stream = spec.make_stream(dev, ctx.health.counters)
         return StreamReader(dev, ctx, decode=stream.decode, interval=stream.interval,
-                            max_line=stream.max_line, silence_timeout=stream.silence_timeout)
+                            max_line=stream.max_line, silence_timeout=stream.silence_timeout,
+                            framer=stream.framer)
     raise ValueError(f"{dev.name}: no reader for driver {dev.driver!r}")

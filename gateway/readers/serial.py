@@ -2,10 +2,11 @@
 
 StreamReader: one thread per port. It blocks in `read(max(1, in_waiting))`
 (returns as soon as bytes arrive, or after the port's `timeout`), frames
-lines with a hard length cap, decodes them and emits records. When the port
-errors or disappears it closes it, logs once (health "failing"), and retries
-opening the *same path* with capped backoff, so a udev by-id symlink that comes
-back is picked up; decoding resumes at the next complete line.
+records with a hard length cap (lines, or NMEA sentences), decodes them and
+emits records. When the port errors or disappears it closes it, logs once
+(health "failing"), and retries opening the *same path* with capped backoff,
+so a udev by-id symlink that comes back is picked up; decoding resumes at the
+next complete record.
 
 ModbusReader: a PolledReader per slave. Slaves sharing one RS-485 port share
 one pymodbus client and one lock (`SharedPorts`), so their requests never
@@ -28,13 +29,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.catalog.spec import Decode
+from gateway.catalog.spec import Decode, Framer
 
 # ModbusRtuConfig, register_specs
 from gateway.config.model import SerialDevice
 from gateway.protocols.framer import LineFramer
 from gateway.protocols.modbus import ModbusRtuConfig, crc_ok, decode_map, plan_blocks, register_specs
 from gateway.readers.base import Backoff, PolledReader, Reader, ReaderContext
+from gateway.reading import ABSENT
 
 log = logging.getLogger("gateway.readers.serial")
 
@@ -89,14 +91,15 @@ class StreamReader(Reader):
     def __init__(self, cfg: SerialDevice, ctx: ReaderContext, decode: Decode,
                  interval: float | None = None, max_line: int = 1024,
                  silence_timeout: float = 10.0, delimiter: bytes = b"\n",
-                 opener: Callable[[str, SerialDevice], Any] = open_serial) -> None:
+                 opener: Callable[[str, SerialDevice], Any] = open_serial,
+                 framer: Framer | None = None) -> None:
         super().__init__(cfg.name, ctx)
         self.cfg = cfg
         self.decode = decode
         #: Publish at most this often (None: every record). Used by the watchdog too.
         self.interval = interval
         self.silence_timeout = silence_timeout
-        self.framer = LineFramer(delimiter, max_line)
+        self.framer: Framer = framer if framer is not None else LineFramer(delimiter, max_line)
         self.opener = opener
         self.backoff = Backoff(BACKOFF_BASE, BACKOFF_CAP)
         self.port: Any = None
@@ -229,7 +232,7 @@ class StreamReader(Reader):
         with self._port_lock:
             self.port = port
             self.path = path
-        # Whatever was half-received before the port (re)opened is not a whole line.
+        # Whatever was half-received before the port (re)opened may not be a whole record.
         self.framer.resync()
         self._count("opens")
         self._last_valid = time.monotonic()
@@ -251,7 +254,7 @@ class StreamReader(Reader):
                 self.backoff.reset()
                 self.ctx.succeeded()
                 self._publish(record)
-        self.counters["overlong_lines"] = self.framer.overlong
+        self.counters.update(self.framer.counters)
 
     def _publish(self, record: dict[str, Any]) -> None:
         if not record:
@@ -385,6 +388,7 @@ class ModbusReader(PolledReader):
         self.blocks = plan_blocks(self.specs)
         self.port: SharedPort | None = None
         self.counters = ctx.health.counters
+        self._reply_at: float | None = None
         # pymodbus logs every failed request at ERROR; our health logs once per state change.
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
@@ -414,6 +418,7 @@ class ModbusReader(PolledReader):
         assert port is not None
         client = port.client
         regs: dict[int, int] = {}
+        self._reply_at = None
         with port.lock:
             if not client.connected and not client.connect():
                 self._count("open_errors")
@@ -434,6 +439,7 @@ class ModbusReader(PolledReader):
                     self._count("port_errors")
                     raise ConnectionError(f"{port.path}: {exc}") from None
                 self._account_crc(port, before)
+                self._reply_at = time.time()
                 if getattr(rr, "retries", 0):
                     self.counters["retries"] = self.counters.get("retries", 0) + rr.retries
                 if rr.isError():
@@ -445,11 +451,17 @@ class ModbusReader(PolledReader):
                     raise ValueError(f"asked {block.count} registers, got {len(words)}")
                 for i, w in enumerate(words):
                     regs[block.address + i] = w
-        try:
-            return decode_map(self.specs, regs)
-        except ValueError:
-            self._count("bad_values")
-            raise
+        values = decode_map(self.specs, regs)
+        bad = sum(1 for v in values.values() if v is ABSENT)
+        if bad:
+            # One NaN register costs that value only (listed under `absent`), not the device.
+            self.counters["bad_values"] = self.counters.get("bad_values", 0) + bad
+        return values
+
+    def measured_at(self, started: float) -> float:
+        """When the (last) reply arrived, not when the poll began: the bus may have
+        been busy with another slave, or retries took seconds."""
+        return self._reply_at if self._reply_at is not None else started
 
     def _account_crc(self, port: SharedPort, before: int) -> None:
         if port.crc_errors > before:

@@ -14,6 +14,8 @@ sim settings (all optional):
   bad_checksum_every: 0 every Nth sentence gets a wrong checksum (0: never)
   garbage_every: 0      every Nth epoch is preceded by binary noise
   partial_every: 0      every Nth epoch starts with half a sentence (no newline)
+  ubx_every: 0          every Nth sentence is preceded by a binary UBX frame (a u-blox
+                        port with UBX and NMEA output both enabled), no newline between
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway.protocols.framer import ubx_checksum
 from hardware_sim.serial.pty import PtyDevice
 
 _EARTH_M_PER_DEG = 111_320.0  # metres per degree of latitude (spherical approximation)
@@ -34,6 +37,16 @@ def nmea_sentence(body: str) -> bytes:
     for ch in body.encode("ascii"):
         c ^= ch
     return f"${body}*{c:02X}\r\n".encode("ascii")
+
+
+def ubx_frame(cls: int, msg: int, payload: bytes) -> bytes:
+    """`B5 62 class id length(LE) payload ck_a ck_b` (u-blox interface description, UBX frame)."""
+    body = bytes([cls, msg]) + len(payload).to_bytes(2, "little") + payload
+    return b"\xb5\x62" + body + ubx_checksum(body)
+
+
+#: A NAV-PVT-sized frame whose payload holds `$`, `*` and newlines, as binary payloads do.
+_UBX_NAV_PVT = ubx_frame(0x01, 0x07, bytes((i * 37) % 256 for i in range(88)) + b"$\n*\r")
 
 
 def _coord(value: float, deg_digits: int) -> tuple[str, bool]:
@@ -62,6 +75,7 @@ class GpsSim(PtyDevice):
         self.garbage_every = int(s.get("garbage_every", 0))
         self.partial_every = int(s.get("partial_every", 0))
         self.kinds = tuple(sentences)  # what the receiver is set to send
+        self.ubx_every = int(s.get("ubx_every", 0))
         self.t0 = clock()
         self.epochs = 0
         self.sentences = 0
@@ -106,6 +120,8 @@ class GpsSim(PtyDevice):
             out += nmea_sentence(bodies[0])[:20]  # cut off mid-sentence, like a dropped USB packet
         for body in bodies:
             self.sentences += 1
+            if self.ubx_every and self.sentences % self.ubx_every == 0:
+                out += _UBX_NAV_PVT
             line = nmea_sentence(body)
             if self.bad_checksum_every and self.sentences % self.bad_checksum_every == 0:
                 good = line[-4:-2]
