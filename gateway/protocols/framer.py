@@ -54,6 +54,7 @@ class LineFramer:
     def synced(self) -> None:
         """The next byte starts a line (e.g. a device's reply to a command just written)."""
         self._discarding = False
+        self._first = False
 
     @property
     def buffered(self) -> int:
@@ -144,6 +145,9 @@ class SentenceFramer:
         so a tail received first is skipped by itself, and a whole sentence is kept."""
         self._buf.clear()
         self._start = None
+
+    def synced(self) -> None:
+        """Nothing to do: a sentence is recognised by its `$` wherever it starts."""
 
     @property
     def buffered(self) -> int:
