@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gateway.config.model import Config, I2CDevice
 from gateway.config.problems import Problem
-from gateway.config.yamlsource import SourceMap, load_with_lines
+from gateway.config.yamlsource import file_source_map
 from gateway.device_hints import check_node
 
 
@@ -39,9 +39,18 @@ def run_checks(cfg: Config) -> list[Problem]:
         if m.tls.key_file is not None and m.tls.cert_file is None:
             problems.append(Problem(cfg.source, line("mqtt", "tls", "key_file"),
                                     "mqtt.tls.key_file", "given without cert_file"))
-    if m.password_file is not None and m.username is None:
-        problems.append(Problem(cfg.source, line("mqtt", "password_file"), "mqtt.password_file",
-                                "a password needs mqtt.username too"))
+    if m.password_env is not None and m.password_env not in os.environ:
+        # `password_env: hunter2` is the password itself, not the name of a variable.
+        problems.append(Problem(
+            cfg.source, line("mqtt", "password_env"), "mqtt.password_env",
+            # Not echoed: it may be the password itself.
+            "the environment variable named here is not set; password_env names the variable "
+            "that holds the password (set in the service's environment, e.g. Environment= in "
+            "a systemd drop-in), never the password itself"))
+    for key in ("password_file", "password_env"):
+        if getattr(m, key) is not None and m.username is None:
+            problems.append(Problem(cfg.source, line("mqtt", key), f"mqtt.{key}",
+                                    "a password needs mqtt.username too"))
     if cfg.http.password_file is not None:
         need_file(cfg.http.password_file, "http", "password_file")
     if cfg.metrics.listen is not None and not _importable("prometheus_client"):
@@ -77,12 +86,7 @@ def run_checks(cfg: Config) -> list[Problem]:
 
 def line_finder(cfg: Config) -> Callable[..., int]:
     """line(*path): the line of a dotted path in `cfg`'s file (0 if it cannot be read again)."""
-    smap: SourceMap | None
-    try:
-        text = Path(cfg.source).read_text(encoding="utf-8")
-        _, smap = load_with_lines(text)
-    except (OSError, ValueError):
-        smap = None
+    smap = file_source_map(cfg.source)  # None: gone or broken since it was loaded
 
     def line(*path: str | int) -> int:
         return smap.line_of(tuple(path)) if smap is not None else 0

@@ -14,10 +14,17 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.catalog.registry import quantities_for, spec_for, specs
 from gateway.catalog.spec import DeviceSpec
-from gateway.config.model import Config, DeviceBase, I2CDevice, RootSection, SerialDevice
+from gateway.config.model import (
+    PASSWORD_HOME,
+    Config,
+    DeviceBase,
+    I2CDevice,
+    RootSection,
+    SerialDevice,
+)
 from gateway.config.outputs import output_problems
 from gateway.config.problems import ConfigError, Problem
-from gateway.config.yamlsource import SourceMap, YamlProblem, load_with_lines
+from gateway.config.yamlsource import SourceMap, YamlProblem, decode, dotted, load_with_lines
 
 
 def load_config(path: str | Path) -> Config:
@@ -31,14 +38,15 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError([Problem(name, 0, "(file)", "is a directory, not a config file")]) from None
     except OSError as exc:
         raise ConfigError([Problem(name, 0, "(file)", f"cannot read: {exc.strerror}")]) from None
+    return parse_config(decode_config(raw, name), name)
+
+
+def decode_config(raw: bytes, name: str) -> str:
+    """The file's text. Raises ConfigError."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ConfigError(
-            [Problem(name, line, "(file)", "not a text file (invalid UTF-8); expected YAML")]
-        ) from None
-    return parse_config(text, name)
+        return decode(raw)
+    except YamlProblem as exc:
+        raise ConfigError([Problem(name, p.line, p.path, p.message) for p in exc.all()]) from None
 
 
 def parse_config(text: str, name: str = "<config>") -> Config:
@@ -46,7 +54,7 @@ def parse_config(text: str, name: str = "<config>") -> Config:
     try:
         data, smap = load_with_lines(text)
     except YamlProblem as exc:
-        raise ConfigError([Problem(name, exc.line, exc.path, exc.message)]) from None
+        raise ConfigError([Problem(name, p.line, p.path, p.message) for p in exc.all()]) from None
     if data is None:
         raise ConfigError([Problem(name, 1, "(top)", "the file is empty; expected a YAML mapping")])
     if not isinstance(data, dict):
@@ -270,8 +278,7 @@ def _problems(
         # pydantic names the branch of a union ("str", "function-after[...]"); drop those.
         loc = _data_path(loc, data)
         full = (*base, *loc)
-        dotted = ".".join(str(p) for p in full) or "(top)"
-        out.append(Problem(name, smap.line_of(full), dotted, _message(err, loc, data, model)))
+        out.append(Problem(name, smap.line_of(full), dotted(full), _message(err, loc, data, model)))
     # One error per path is enough (a union reports one per branch).
     unique: dict[tuple[int, str], Problem] = {}
     for p in out:
@@ -304,6 +311,8 @@ def _message(err: Any, loc: tuple[str | int, ...], data: Any, model: type[BaseMo
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
+        if loc[-2:] == ("mqtt", "password"):
+            return f"the password does not go into the config; use {PASSWORD_HOME}"
         allowed = _allowed_keys(model, loc[:-1])
         hint = difflib.get_close_matches(key, allowed, n=1)
         if hint:
@@ -320,6 +329,8 @@ def _message(err: Any, loc: tuple[str | int, ...], data: Any, model: type[BaseMo
         expected = err.get("ctx", {}).get("expected", "")
         msg = f"must be one of {expected}"
     got = err.get("input")
+    if loc[-1:] == ("password_env",):
+        return msg  # the value may be the password itself: never echo it
     if kind not in {"missing"} and not isinstance(got, dict | list) and repr(got) not in msg:
         msg = f"{msg} (got {got!r})"
     return msg[0].lower() + msg[1:] if msg else msg

@@ -10,6 +10,7 @@ bases those models share.
 from __future__ import annotations
 
 import math
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -112,6 +113,12 @@ def _validate_topic_prefix(v: str) -> str:
     return v
 
 
+#: Where the broker password belongs (said when one is written into the config).
+PASSWORD_HOME = ("password_file: /etc/edge-gateway/mqtt-password (a file of mode 0600) or "
+                 "password_env: NAME_OF_AN_ENVIRONMENT_VARIABLE")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 class MqttSection(Section):
     host: str = Field(default="localhost", min_length=1, description="Broker host name.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
@@ -147,6 +154,15 @@ class MqttSection(Section):
     @classmethod
     def _prefix(cls, v: str | None) -> str | None:
         return None if v is None else _validate_topic_prefix(v)
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_env(cls, v: str | None) -> str | None:
+        if v is not None and not _ENV_NAME.fullmatch(v):
+            raise ValueError(
+                "not the name of an environment variable (letters, digits and '_'); the "
+                f"password itself does not go into the config: use {PASSWORD_HOME}")
+        return v
 
 
 # ---------------------------------------------------------------- buffer
@@ -521,6 +537,7 @@ class Config(Section):
 
 
 __all__ = [
+    "PASSWORD_HOME",
     "BufferSection",
     "Config",
     "DeviceBase",

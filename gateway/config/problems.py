@@ -13,7 +13,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.path}: {self.message}"
+        # One problem, one line: a key or value with a line break in it is shown escaped.
+        text = f"{self.file}:{self.line}: {self.path}: {self.message}"
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConfigError(Exception):

@@ -54,6 +54,9 @@ def reload_gateway(gw: Supervised) -> ReloadOutcome:
     outcome = ReloadOutcome(False, False, "reload failed")
     try:
         outcome = _reload(gw)
+    except Exception:
+        # A bug, not a bad file (those are ConfigError): SIGHUP must never end the daemon.
+        log.exception("reload: failed; the daemon keeps running")
     finally:
         notifier.ready(status_line(gw))
         send_reply(outcome.ok, outcome.summary, outcome.problems)
