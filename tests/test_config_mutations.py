@@ -6,7 +6,7 @@ replaced (tabs, control characters, bytes that are not UTF-8, a byte order mark,
 own `[ { : ' " & * << | ! %`), and whole lines deleted, doubled, indented or dedented.
 
 The right line, judged independently of the loader:
-- a problem with a dotted path is on the line where that path is written in the mutated
+- a problem (or with exit 0, a warning) with a dotted path is on the line where that path is written in the mutated
   file (pyyaml's own node marks, walked here; a missing key: its nearest parent);
 - a whole-file or syntax problem (`(file)`, `(yaml)`, `(top)`) is on a changed line or the
   content line just before or after one (a dedented line makes the line above it wrong,
@@ -217,9 +217,9 @@ def judge(original: bytes, data: bytes, path: Path) -> list[str]:
     code, out, err = run_check(path)  # an exception here is the traceback a user would see
     if code not in (0, 2):
         return [f"exit {code}: {err}"]
-    if code == 0:
-        return [] if err == "" and out.startswith(f"{path}: ok") else [f"ok with {out!r} {err!r}"]
-    if out != "" or not err:
+    if code == 0 and not out.startswith(f"{path}: ok"):
+        return [f"exit 0 with {out!r} {err!r}"]
+    if code == 2 and (out != "" or not err):
         return [f"exit 2 with stdout {out!r} and stderr {err!r}"]
     text = data.decode("utf-8-sig", errors="replace")
     allowed = near(changed_lines(original, data), data)
@@ -230,6 +230,8 @@ def judge(original: bytes, data: bytes, path: Path) -> list[str]:
             wrong.append(f"not FILE:LINE: path: problem: {problem!r}")
             continue
         line, where, message = int(m.group(1)), m.group(2), m.group(3)
+        if code == 0 and not message.startswith("warning: "):
+            wrong.append(f"exit 0 with a problem: {problem}")
         if any(j in message for j in JARGON):
             wrong.append(f"parser jargon: {problem}")
         if where.startswith("("):
