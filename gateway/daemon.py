@@ -71,6 +71,7 @@ class Gateway:
         )
         self.outbox = Outbox(spool, cfg.topic_prefix, commit_interval=b.commit_interval,
                              commit_max_rows=b.commit_max_rows)
+        self.outbox.on_thread_error = self.health.thread_error
         self.publisher = Publisher(cfg, self.outbox, self.health, password=read_password(cfg))
         #: Where readers hand their readings (the outbox; the status page taps it).
         self.put: Callable[[Reading], bool] = self.outbox.put

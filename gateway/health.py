@@ -76,6 +76,13 @@ class Health:
         self.started_at = time.time()
         self._listeners: list[Callable[[], None]] = []
         self.extra: dict[str, Callable[[], dict[str, Any]]] = {}
+        #: Exceptions that escaped a unit of work of a thread that is not a device's
+        #: (the thread went on; see gateway.threadguard), by thread.
+        self.thread_errors: dict[str, int] = {}
+
+    def thread_error(self, thread: str) -> None:
+        with self._lock:
+            self.thread_errors[thread] = self.thread_errors.get(thread, 0) + 1
 
     def device(self, name: str, driver: str) -> DeviceHealth:
         with self._lock:
@@ -105,6 +112,7 @@ class Health:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             devices = {n: d.snapshot() for n, d in sorted(self.devices.items())}
+            thread_errors = dict(self.thread_errors)
         out: dict[str, Any] = {
             "ts": _iso(time.time()),
             "uptime_s": round(time.time() - self.started_at, 1),
@@ -112,6 +120,8 @@ class Health:
                        "last_error": self.broker_error},
             "devices": devices,
         }
+        if thread_errors:
+            out["thread_errors"] = thread_errors
         for key, fn in self.extra.items():
             out[key] = fn()
         return out

@@ -101,7 +101,9 @@ def explain(exc: yaml.MarkedYAMLError, index: LineIndex) -> tuple[int, str]:
         char = _char(text, exc.problem_mark)
         return at, f"a value cannot start with '{char}' (reserved in YAML); put it in quotes"
     if "expected <block end>" in problem:
-        return at, INDENT if found != "," else "',' outside [ ] or { }; quote the value"
+        if found == ",":
+            return at, "',' outside [ ] or { }; quote the value"
+        return at, _indent_message(index, at)
     if "not allowed here" in problem:
         return _not_allowed(index, at, exc.problem_mark, problem)
     if "expected the node content" in problem:
@@ -148,6 +150,27 @@ def _content_line_before(index: LineIndex, line: int) -> int | None:
         if stripped and not stripped.startswith("#"):
             return prev
     return None
+
+
+def _spaces(n: int) -> str:
+    return f"{n} space{'' if n == 1 else 's'}"
+
+
+def _indent_message(index: LineIndex, at: int) -> str:
+    """INDENT, naming the indentation of the block above and the line where it begins."""
+    prev = _content_line_before(index, at)
+    mine = _indent(index.text_of(at))
+    if prev is None or _indent(index.text_of(prev)) == mine:
+        return INDENT
+    theirs = _indent(index.text_of(prev))
+    start = prev
+    line: int | None = prev
+    while line is not None and _indent(index.text_of(line)) >= theirs:
+        if _indent(index.text_of(line)) == theirs:
+            start = line
+        line = _content_line_before(index, line)
+    return (f"{INDENT} (this line: {_spaces(mine)}; the lines above: {_spaces(theirs)}, "
+            f"from line {start})")
 
 
 def _not_allowed(index: LineIndex, at: int, mark: yaml.Mark | None,

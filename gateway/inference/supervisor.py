@@ -155,8 +155,12 @@ class InferenceSupervisor:
 
     # -- thread -------------------------------------------------------------------------
     def _main(self) -> None:
+        from gateway.threadguard import run_guarded
+
         try:
-            self._supervise()
+            run_guarded(f"inference {self.name} supervisor", self._supervise,
+                        wait=self._stopping.wait,
+                        on_error=lambda exc: self._fail(f"supervisor error: {exc!r}"))
         except BaseException as exc:
             self.error = exc
             log.critical("inference supervisor died: %r", exc, exc_info=True)

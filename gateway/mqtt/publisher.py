@@ -245,12 +245,28 @@ class Publisher:
 
     # -- the thread -------------------------------------------------------------------
     def _main(self) -> None:
+        from gateway.threadguard import run_guarded
+
         try:
-            self._loop()
+            run_guarded("mqtt publisher", self._loop, wait=self._pause_after_error,
+                        on_error=lambda exc: self.health.thread_error("mqtt-publisher"),
+                        max_pause=1.0)
         except BaseException as exc:
             self.error = exc
             log.critical("publisher died: %r", exc, exc_info=True)
             raise
+
+    def _pause_after_error(self, seconds: float) -> bool:
+        """Sleep before the loop starts over; True (end the thread) once stop's time is up."""
+        deadline = self._stop_deadline
+        if deadline is not None:
+            seconds = min(seconds, deadline - time.monotonic())
+        time.sleep(max(0.0, seconds))
+        deadline = self._stop_deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            self._go_offline()
+            return True
+        return False
 
     def _loop(self) -> None:
         from gateway.clock import default_clock

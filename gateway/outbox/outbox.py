@@ -38,6 +38,7 @@ class OutboxStats:
     commits: int = 0
     spool_errors: int = 0
     unencodable: int = 0
+    thread_errors: int = 0  # exceptions that escaped a round of the spooler (it went on)
     last_commit_at: float = 0.0
 
 
@@ -112,6 +113,8 @@ class Outbox:
         self._full_since: float | None = None
         self._burst_dropped = 0
         self.stats = OutboxStats()
+        #: Told the thread's name when a round of the spooler raised (Health.thread_error).
+        self.on_thread_error: Callable[[str], None] | None = None
         self.error: BaseException | None = None
 
     # -- lifecycle --------------------------------------------------------------
@@ -227,8 +230,19 @@ class Outbox:
 
     # -- the spooler thread ---------------------------------------------------------
     def _run(self) -> None:
+        from gateway.threadguard import run_guarded
+
+        def count(exc: Exception) -> None:
+            self.stats.thread_errors += 1
+            if self.on_thread_error is not None:
+                self.on_thread_error("outbox-spooler")
+
+        def pause(seconds: float) -> bool:
+            time.sleep(seconds)  # the loop starts over and finds a stop in the inbox
+            return False
+
         try:
-            self._loop()
+            run_guarded("outbox spooler", self._loop, on_error=count, wait=pause, max_pause=1.0)
         except BaseException as exc:
             self.error = exc
             log.critical("outbox spooler died: %r", exc, exc_info=True)
@@ -296,7 +310,7 @@ class Outbox:
                 ts, clock = stamp(r.ts, r.mono)  # corrected or marked if the clock was not synced
                 try:
                     payload = encode_payload(seq, ts, r.values, clock)
-                except (TypeError, ValueError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any type: this reading, not the round
                     # A value JSON cannot carry: refuse this reading, keep the rest.
                     self.stats.unencodable += 1
                     log.error("%s: reading cannot be encoded as JSON (%s); dropped", r.device, exc)

@@ -53,6 +53,33 @@ class LineError(ValueError):
     """A line that does not match the configured format."""
 
 
+#: A reading is a flat object; anything nested deeper is not one. json.loads recurses per
+#: level, so a line of 1,000 '[' would raise RecursionError: such lines are refused first.
+MAX_JSON_DEPTH = 16
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in `text`, outside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
@@ -200,7 +227,7 @@ class LineDecoder:
             return None
         try:
             record = self.decode(text)
-        except LineError:
+        except (ValueError, RecursionError, TypeError, OverflowError):  # LineError and kin
             self._count("bad_lines")
             return None
         if all(v is ABSENT for v in record.values()):
@@ -240,9 +267,11 @@ class LineDecoder:
         return self._csv(text)
 
     def _json(self, text: str) -> dict[str, Any]:
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise LineError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise LineError("not JSON") from None
         if not isinstance(obj, dict):
             raise LineError("JSON line is not an object")

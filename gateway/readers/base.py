@@ -78,6 +78,13 @@ class ReaderContext:
             h.consecutive_errors = 0
             self.on_health_change()
 
+    def crashed(self, exc: BaseException) -> None:
+        """An exception that is not a device fault (a bug in a decoder or driver): counted
+        in health like a fault, and apart as `unexpected_errors`. The thread goes on."""
+        counters = self.health.counters
+        counters["unexpected_errors"] = counters.get("unexpected_errors", 0) + 1
+        self.failed(exc)
+
     def failed(self, exc: BaseException) -> None:
         h = self.health
         h.total_errors += 1
@@ -159,8 +166,11 @@ class Reader:
         return 0.0
 
     def _main(self) -> None:
+        from gateway.threadguard import run_guarded
+
         try:
-            self.run_loop()
+            run_guarded(f"reader {self.name}", self.run_loop, wait=self.stop_event.wait,
+                        on_error=self.after_crash)
         except BaseException as exc:
             self.error = exc
             log.critical("reader %s died: %r", self.name, exc, exc_info=True)
@@ -174,6 +184,11 @@ class Reader:
 
     def run_loop(self) -> None:
         raise NotImplementedError
+
+    def after_crash(self, exc: Exception) -> None:
+        """`run_loop` raised (a bug): count it; the loop starts over on a fresh device."""
+        self.ctx.crashed(exc)
+        self.close()
 
     def close(self) -> None:
         """Release the device (called once when the thread ends)."""
@@ -249,9 +264,11 @@ class PolledDevice:
             log.debug("%s: %s", self.name, exc)  # nothing this slot; the device is fine
             due = self.next_slot(time.monotonic())
         except Exception as exc:
-            ctx.failed(exc)
             if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(exc):
+                ctx.crashed(exc)
                 log.error("%s: unexpected error", self.name, exc_info=True)
+            else:
+                ctx.failed(exc)
             self._reset()
             due = time.monotonic() + self.backoff.next_delay()
         else:
@@ -264,6 +281,10 @@ class PolledDevice:
             due = self.next_slot(time.monotonic())
         self.beat()
         return due
+
+    def after_crash(self, exc: Exception) -> None:
+        self.ctx.crashed(exc)
+        self._reset()
 
     def _reset(self) -> None:
         if self.opened:

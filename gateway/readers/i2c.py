@@ -85,12 +85,18 @@ class BusPoller:
             self._thread.join(timeout)
 
     def _main(self) -> None:
+        from gateway.threadguard import run_guarded
+
         try:
-            self._loop()
+            run_guarded(f"i2c bus {self.bus} poller", self._loop, wait=self._wait_closed)
         except BaseException as exc:
             self.error = exc
             log.critical("i2c bus %d poller died: %r", self.bus, exc, exc_info=True)
             raise
+
+    def _wait_closed(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._closed, timeout)
 
     def _loop(self) -> None:
         cond = self._cond
@@ -113,8 +119,9 @@ class BusPoller:
                 nxt = time.monotonic() + reader.interval
                 try:
                     nxt = reader.poll_once()
-                except Exception:
+                except Exception as exc:  # poll_once counts its device's faults; not this
                     log.exception("%s: poll failed unexpectedly", reader.name)
+                    reader.ctx.crashed(exc)
                 finally:
                     with cond:
                         self._current = None

@@ -108,6 +108,7 @@ class StreamReader(Reader):
         self._next_emit = 0.0
         self._last_valid = time.monotonic()
         self._silence_reported = False
+        self._decoder_bugs_logged: set[type[Exception]] = set()
         self.counters = ctx.health.counters
         self._commands: queue.SimpleQueue[LineCommand] = queue.SimpleQueue()
         self._awaiting: LineCommand | None = None
@@ -194,6 +195,10 @@ class StreamReader(Reader):
         super().stop()
         self._interrupt_read()
 
+    def after_crash(self, exc: Exception) -> None:
+        super().after_crash(exc)  # counted; the port is closed and opened again
+        self._fail_commands(f"the reader of {self.cfg.port} started over after an error")
+
     def run_loop(self) -> None:
         stop = self.stop_event
         while not stop.is_set():
@@ -248,7 +253,19 @@ class StreamReader(Reader):
                     self._awaiting = None
                     waiting.done.set_result(text)
                     continue  # the device's reply to a command, not a reading
-            for record in self.decode(line):
+            try:
+                records = self.decode(line)
+            except Exception as exc:
+                # A decoder counts what it cannot decode and returns nothing; raising is a
+                # bug (or a line it was not built for): counted, and the next line is read.
+                self._count("decode_errors")
+                self.ctx.crashed(exc)
+                if type(exc) not in self._decoder_bugs_logged:
+                    self._decoder_bugs_logged.add(type(exc))
+                    log.error("%s: the decoder raised on a %d-byte line; line skipped",
+                              self.name, len(line), exc_info=exc)
+                continue
+            for record in records:
                 self._last_valid = time.monotonic()
                 self._silence_reported = False
                 self.backoff.reset()

@@ -81,6 +81,7 @@ class HttpListener:
         self._served = 0
         #: Connections refused because every slot was taken.
         self.refused = 0
+        self.errors = 0  # connections that could not be served (the listener went on)
 
     @property
     def alive(self) -> bool:
@@ -147,7 +148,12 @@ class HttpListener:
                     # EMFILE and the like: logged, and the loop goes on (the client retries).
                     log.warning("%s: accept failed: %s", self.name, exc)
                     continue
-                self._dispatch(conn, addr)
+                try:
+                    self._dispatch(conn, addr)
+                except Exception:  # e.g. no thread for it: this client fails, not the listener
+                    self.errors += 1
+                    log.exception("%s: serving %s failed", self.name, addr)
+                    conn.close()
         except Exception:
             log.exception("%s accept loop failed; the listener is down", self.name)
         finally:
@@ -170,7 +176,13 @@ class HttpListener:
                              name=f"{self.name}-conn-{self._served}", daemon=True)
         with self._conns_lock:
             self._conns[t] = conn
-        t.start()
+        try:
+            t.start()
+        except RuntimeError:  # no thread to serve it: this client fails, the slot comes back
+            with self._conns_lock:
+                self._conns.pop(t, None)
+            self._slots.release()
+            raise
 
     def _serve(self, conn: socket.socket, addr: Any) -> None:
         try:
