@@ -20,18 +20,8 @@ import pytest
 
 from gateway.config import ConfigError, load_config, parse_config
 from gateway.config.checks import run_checks
-from tests.support import REPO, GatewayProcess, Mosquitto, Subscriber, write_config
-
-GOOD = """\
-gateway:
-  id: gh-1
-mqtt:
-  host: 127.0.0.1
-devices:
-  - name: air
-    driver: bme280
-    address: 0x76
-"""
+from tests.support import REPO, GatewayProcess, Mosquitto, Subscriber, sim_header, write_config
+from tests.test_config import GOOD
 
 
 @dataclass(frozen=True)
@@ -240,15 +230,7 @@ def test_run_exits_2_with_the_line(tmp_path: Path, case: Broken) -> None:
 
 
 def sim_config(tmp_path: Path, port: int, value: float) -> str:
-    return f"""\
-gateway:
-  id: hup
-  simulate: true
-mqtt:
-  host: 127.0.0.1
-  port: {port}
-buffer:
-  path: {tmp_path}/spool.db
+    return sim_header("hup", port, tmp_path) + f"""\
 devices:
   - name: probe
     driver: tmp102
