@@ -6,8 +6,8 @@ subprocess and its output is printed after the table and kept in the JSON.
 A module that fails is reported as a failed row; the others still run.
 
 Usage: run_all.py [--only NAME[,NAME...]] [--skip NAME[,NAME...]]
-(names without the `bench_` prefix: throughput, idle, memory, latency, writes, startup, fleet,
-inference)
+(names without the `bench_` prefix: throughput, idle, memory, latency, writes, smallpi, startup,
+fleet, inference; bench_outage_rss.py runs on its own: it takes minutes)
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import PY, REPO, Result, print_results
 
 #: In run order. Idle first: it wants the quietest machine.
-MODULES = ("idle", "throughput", "memory", "latency", "writes", "startup", "fleet", "inference")
+MODULES = ("idle", "throughput", "memory", "latency", "writes", "smallpi", "startup", "fleet",
+           "inference")
 RESULTS_DIR = REPO / "benchmarks" / "results"
 HISTORY = 20  # earlier runs shown in the chart
 

@@ -1,0 +1,108 @@
+"""RSS over a long run with broker outages (not part of `make bench`: it takes minutes).
+
+10 simulated sensors at 10 Hz (100 readings/s) through the disk spool. The broker is
+stopped for `--down` seconds and started for `--up` seconds, in turn, for `--minutes`.
+The gateway's RSS is sampled at the end of every "up" phase, once the backlog has been
+delivered (the spool is empty again), so each sample is the same state of the pipeline.
+Printed: RSS per outage, the growth over the run after the warm-up (the first
+`--warmup` outages), and MiB per outage (a least-squares slope over those samples).
+
+Usage: .venv/bin/python benchmarks/bench_outage_rss.py [--minutes 10] [--down 20] [--up 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import (
+    CountingSubscriber,
+    Mosquitto,
+    gateway_config,
+    rss_bytes,
+    start_gateway,
+    stop,
+    tmp102_devices,
+    workdir,
+)
+
+MiB = 1024 * 1024
+
+
+def queued(db: Path) -> int:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+    finally:
+        con.close()
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    n = len(points)
+    if n < 2:
+        return float("nan")
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--down", type=float, default=20.0)
+    ap.add_argument("--up", type=float, default=20.0)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    d = workdir("outage-rss")
+    broker = Mosquitto(d / "broker")
+    broker.start()
+    db = d / "o.db"
+    cfg = gateway_config(d / "o.yaml", broker.port, tmp102_devices(10, "100ms"), spool=db,
+                         gateway_id="o")
+    sub = CountingSubscriber(broker.port, "gateway/o/+")
+    gw = start_gateway(cfg, d / "o.log")
+    samples: list[tuple[int, float]] = []
+    try:
+        if not sub.wait_count(100, 60):
+            raise RuntimeError(f"no readings; see {d}/o.log")
+        time.sleep(args.up)
+        samples.append((0, rss_bytes(gw.pid) / MiB))
+        print(f"outage  0: RSS {samples[-1][1]:.2f} MiB (before any outage)", flush=True)
+        end = time.monotonic() + args.minutes * 60
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+            sub.stop()
+            broker.stop()
+            time.sleep(args.down)
+            broker.start()
+            sub = CountingSubscriber(broker.port, "gateway/o/+")
+            t = time.monotonic()
+            while queued(db) > 50 and time.monotonic() - t < 120:  # backlog delivered
+                time.sleep(0.5)
+            time.sleep(max(0.0, args.up - (time.monotonic() - t)))
+            samples.append((n, rss_bytes(gw.pid) / MiB))
+            print(f"outage {n:2d}: RSS {samples[-1][1]:.2f} MiB, spool {queued(db)} rows, "
+                  f"drained in {time.monotonic() - t:.1f} s", flush=True)
+    finally:
+        stop(gw)
+        sub.stop()
+        broker.stop()
+    after = [s for s in samples if s[0] >= args.warmup]
+    if len(after) >= 2:
+        print(f"after warm-up (outage {args.warmup}..{samples[-1][0]}): "
+              f"{after[0][1]:.2f} -> {after[-1][1]:.2f} MiB, "
+              f"{slope(after):+.3f} MiB per outage (least squares), "
+              f"max - min {max(y for _, y in after) - min(y for _, y in after):.2f} MiB")
+    shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
