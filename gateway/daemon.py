@@ -72,6 +72,7 @@ class Gateway:
         self.outbox = Outbox(spool, cfg.topic_prefix, commit_interval=b.commit_interval,
                              commit_max_rows=b.commit_max_rows)
         self.outbox.on_thread_error = self.health.thread_error
+        self.outbox.on_state_change(self.health.changed)
         self.publisher = Publisher(cfg, self.outbox, self.health, password=read_password(cfg))
         #: Where readers hand their readings (the outbox; the status page taps it).
         self.put: Callable[[Reading], bool] = self.outbox.put
@@ -201,21 +202,30 @@ class Gateway:
                 log.error("reader %s did not stop within %.1f s", r.name, timeout)
 
     def shutdown(self) -> None:
+        """Stop within `gateway.stop_timeout`, whatever the disk or the broker does: each
+        step gets what is left of it (a second is kept for the last commit of acks)."""
         log.info("stopping")
+        deadline = time.monotonic() + self.cfg.gateway.stop_timeout
+
+        def left(reserve: float = 0.0) -> float:
+            return max(0.0, deadline - reserve - time.monotonic())
+
         for hook in self.stop_hooks:
             hook(self)
         if self.control is not None:
             self.control.stop()  # on_stop states, while readers and the publisher still run
-        self.stop_readers()
+        self.stop_readers(timeout=min(5.0, left(1.0)))
         for comp in reversed(self.components):
             try:
                 comp.stop()
             except Exception:
                 log.exception("stopping %r failed", comp)
-        if not self.outbox.flush(timeout=10.0):
-            log.error("could not commit the last readings to the spool")
-        self.publisher.stop(self.cfg.gateway.stop_timeout)
-        self.outbox.stop()
+        # Normally one commit; a spool refusing writes gets a third of the time left.
+        if not self.outbox.flush(timeout=left(1.0) / 3):
+            log.error("could not commit the last readings to the spool (%s)",
+                      self.outbox.spool_error or "timed out")
+        self.publisher.stop(left(1.0))
+        self.outbox.stop(max(0.5, left()))
         from gateway.clock import default_clock, set_default_clock
 
         if default_clock() is self.clock:

@@ -62,6 +62,15 @@ class SpoolFigures:
     accepted: int
     delivered: int
     commits: int
+    state: str = "ok"  # ok, full, readonly, io_error, missing (docs/spool.md)
+    error: str | None = None  # what the spool's last failure was, while not ok
+    since: str | None = None  # when the state last changed
+    file_bytes: int = 0  # the spool's files on disk (database, WAL, index)
+    waiting: int = 0  # read, not yet accepted: in memory, no seq yet
+    refused: int = 0  # refused because nothing could be accepted for a while
+    unencodable: int = 0  # refused: a value JSON cannot carry
+    errors: int = 0  # failed spool transactions
+    recreated: int = 0  # the file was deleted or replaced and written anew
 
 
 class Health:

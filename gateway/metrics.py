@@ -173,8 +173,13 @@ class GatewayCollector:
             ("dropped", stats.dropped_oldest, "Oldest readings dropped because the spool was full."),
             ("rejected", stats.rejected, "New readings refused because the spool was full."),
             ("overflowed", stats.overflowed, "Readings refused because the spooler fell behind."),
+            ("errors", stats.spool_errors, "Spool transactions that failed (disk full, ...)."),
         ):
             yield CounterMetricFamily(f"edge_gateway_spool_{name}", text, value=value)
+        yield GaugeMetricFamily("edge_gateway_spool_ok",
+                                "1 while the spool accepts writes (0: full, read-only, I/O "
+                                "error or missing; see the health topic).",
+                                value=1.0 if gw.outbox.spool_state == "ok" else 0.0)
 
         yield GaugeMetricFamily("edge_gateway_broker_connected", "1 while connected to the broker.",
                                 value=1.0 if health.broker_connected else 0.0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.outbox import Outbox
-from gateway.outbox.spool import MemorySpool, NewRow, SqliteSpool
+from gateway.outbox.spool import ROW_OVERHEAD, MemorySpool, NewRow, SqliteSpool, row_bytes
 from gateway.reading import Reading
 
 
@@ -77,11 +77,13 @@ def test_reject_new_admits_only_what_fits(tmp_path: Path, kind: str) -> None:
 
 
 def test_byte_cap_drops_oldest(tmp_path: Path) -> None:
-    spool = SqliteSpool(tmp_path / "s.db", max_bytes=100, when_full="drop_oldest")
     payload = b"x" * 30
+    size = row_bytes(NewRow("a", "p/a", 1, payload))  # payload, topic, device, SQLite's share
+    assert size == 30 + 3 + 1 + ROW_OVERHEAD
+    spool = SqliteSpool(tmp_path / "s.db", max_bytes=3 * size + 10, when_full="drop_oldest")
     for i in range(1, 6):
         spool.write([NewRow("a", "p/a", i, payload)], [])
-    assert spool.size_bytes() <= 100
+    assert spool.size_bytes() == 3 * size
     assert [m.seq for m in spool.fetch(0, 10)] == [3, 4, 5]
     spool.close()
 

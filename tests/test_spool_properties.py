@@ -92,7 +92,7 @@ class SpoolMachine(RuleBasedStateMachine):
     def _crash(self) -> None:
         # The process is gone: its connections die with it (an open transaction is rolled
         # back, its locks released), and spool.close() with its checkpoint never runs.
-        reader = getattr(self.spool._local, "db", None)
+        reader = self.spool._reader_db
         if reader is not None:
             reader.close()
         self.spool._db.close()

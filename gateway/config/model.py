@@ -68,7 +68,8 @@ class GatewaySection(Section):
     )
     stop_timeout: Duration = Field(
         default=10.0,
-        description="On stop, how long to keep delivering queued readings before disconnecting.",
+        description="The stop takes at most this long, whatever the broker or the disk does: "
+        "queued readings are delivered meanwhile, the rest stays in the spool.",
     )
     clock: ClockSection = Field(
         default_factory=ClockSection,
@@ -140,7 +141,11 @@ class MqttSection(Section):
     )
     keepalive: Duration = Field(default=60.0, description="MQTT keepalive.")
     reconnect_min: Duration = Field(default=1.0, description="First reconnect delay.")
-    reconnect_max: Duration = Field(default=60.0, description="Longest reconnect delay.")
+    reconnect_max: Duration = Field(
+        default=10.0,
+        description="Longest reconnect delay (jittered; the first retry after a lost "
+        "connection is immediate).",
+    )
     session_expiry: DurationOrZero = Field(
         default=3600.0, description="MQTT 5 session expiry, so QoS 1 survives short drops."
     )

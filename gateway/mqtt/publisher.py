@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import select
 import ssl
 import threading
@@ -88,6 +89,7 @@ class Publisher:
         self.connected = False  # CONNACK accepted
         self._ever_connected = False
         self._last_refusal: str | None = None
+        self._lost = False  # the connection was lost (logged as such); until reconnected
         self._backoff = cfg.mqtt.reconnect_min
         self._next_attempt = 0.0
         self.error: BaseException | None = None
@@ -119,7 +121,7 @@ class Publisher:
             clean_session=None if v5 else True,
         )
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger("gateway.mqtt.paho"))
+        client.enable_logger(_paho_log)
         client.max_queued_messages_set(0)
         # Our window is the limit (0 = none inside paho; see `window`). With a limit, paho
         # walks all its outgoing messages on every PUBACK (`_update_inflight`): 16 % of
@@ -279,6 +281,8 @@ class Publisher:
             now = time.monotonic()
             self.heartbeat = now
             stopping = self._stop_deadline is not None
+            # A lost connection is noted (and logged as such) before the next attempt.
+            self._handle_facts()
             sock = self.client.socket()
             if sock is None and (
                 (not stopping and now >= self._next_attempt)
@@ -407,7 +411,9 @@ class Publisher:
             return
 
     def _schedule_retry(self) -> None:
-        self._next_attempt = time.monotonic() + self._backoff
+        # Jittered (half to all of the backoff), so a fleet that lost the same broker
+        # does not come back in lock step; doubling up to reconnect_max.
+        self._next_attempt = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
         self._backoff = min(self._backoff * 2, self.cfg.mqtt.reconnect_max)
 
     def _handle_facts(self) -> None:
@@ -416,8 +422,12 @@ class Publisher:
             if kind == "connect":
                 self._connected(*arg)
             elif kind == "disconnect":
-                self._disconnected(arg)
-                if self._next_attempt <= time.monotonic():
+                if self._disconnected(arg):
+                    # A working connection went away: the first retry right away (a
+                    # broker restart is often over by then), then the backoff.
+                    self._backoff = self.cfg.mqtt.reconnect_min
+                    self._next_attempt = time.monotonic()
+                elif self._next_attempt <= time.monotonic():
                     self._schedule_retry()
 
     def _send(self, msg_id: int, topic: str, payload: bytes) -> None:
@@ -439,6 +449,7 @@ class Publisher:
             self._schedule_retry()
             return
         self._last_refusal = None
+        self._lost = False
         self._backoff = self.cfg.mqtt.reconnect_min
         # paho resends what was in flight; a control mid it never acknowledges must not
         # shrink the window for good, so the count starts over with each connection.
@@ -483,10 +494,13 @@ class Publisher:
         if changed:
             self.health.changed()
         if self._last_refusal != text:
+            if self._lost and level == logging.WARNING:
+                level = logging.INFO  # the loss itself was the warning
             log.log(level, "%s; readings are kept in the spool, retrying with backoff", text)
             self._last_refusal = text
 
-    def _disconnected(self, reason_code: Any) -> None:
+    def _disconnected(self, reason_code: Any) -> bool:
+        """The connection ended; True if it was a working one (now lost)."""
         was = self.connected
         self.connected = False
         self.health.broker_connected = False
@@ -497,11 +511,16 @@ class Publisher:
             self._sent_payloads.clear()
             self.outbox.rewind()
         if was:
-            self.health.broker_error = f"disconnected: {reason_code}"
+            why = _describe_disconnect(reason_code)
+            self.health.broker_error = f"lost the connection: {why}"
+            self._lost = True
+            self._last_refusal = None
             self.health.changed()
             log.warning(
-                "lost the broker (%s); readings are kept in the spool, reconnecting", reason_code
+                "lost the broker %s:%d (%s); readings are kept in the spool, reconnecting",
+                self.cfg.mqtt.host, self.cfg.mqtt.port, why,
             )
+        return was
 
     def _publish_health(self) -> None:
         self.health_changed = False
@@ -532,6 +551,22 @@ class Publisher:
         self.health.broker_connected = False
 
 
+class _LossIsOurs(logging.Filter):
+    """paho logs a lost socket at ERROR ("failed to receive on socket: ..."); the
+    publisher logs the loss itself, once, as a warning with the reason: keep paho's at
+    DEBUG so one outage is one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith(
+                "failed to receive on socket"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+_paho_log = logging.getLogger("gateway.mqtt.paho")
+_paho_log.addFilter(_LossIsOurs())
+
+
 def _write_next_round(client: Any, userdata: Any, sock: Any) -> None:
     """paho has packets to write: `Publisher._wait` writes them once per round."""
 
@@ -558,6 +593,15 @@ def _describe_connect_error(exc: BaseException) -> tuple[str, int]:
     if exc.__class__ is OSError or isinstance(exc, ConnectionError):
         return f"{exc.strerror or exc}", logging.WARNING
     return f"{type(exc).__name__}: {exc}", logging.WARNING
+
+
+def _describe_disconnect(reason_code: Any) -> str:
+    """Why a working connection ended: the broker's DISCONNECT reason ("Server shutting
+    down"), "Keep alive timeout", or paho's "Unspecified error" for a socket that died."""
+    text = str(reason_code)
+    if text == "Unspecified error":
+        return "the connection was closed or reset"
+    return text
 
 
 def _refusal_hint(reason: str) -> str:

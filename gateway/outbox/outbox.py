@@ -21,9 +21,17 @@ from dataclasses import dataclass
 
 from gateway.clock import default_clock
 from gateway.health import SpoolFigures
+from gateway.outbox.faults import SpoolState, SpoolWriteError
 from gateway.outbox.inbox import Inbox
-from gateway.outbox.spool import MemorySpool, Message, NewRow, Spool, SqliteSpool
-from gateway.reading import Reading, encode_payload
+from gateway.outbox.spool import (
+    IDENTITY_CHECK_INTERVAL,
+    MemorySpool,
+    Message,
+    NewRow,
+    Spool,
+    SqliteSpool,
+)
+from gateway.reading import Reading, encode_payload, format_ts
 
 log = logging.getLogger("gateway.outbox")
 
@@ -35,10 +43,12 @@ class OutboxStats:
     dropped_oldest: int = 0  # removed to make room (drop_oldest)
     rejected: int = 0  # refused because the spool was full (reject_new)
     overflowed: int = 0  # refused because the in-memory queue was full (spool stuck)
+    lost_at_stop: int = 0  # never accepted: still waiting in memory when the stop gave up
     commits: int = 0
-    spool_errors: int = 0
+    spool_errors: int = 0  # failed spool transactions
     unencodable: int = 0
     thread_errors: int = 0  # exceptions that escaped a round of the spooler (it went on)
+    recreated: int = 0  # spool file found deleted/replaced and written anew
     last_commit_at: float = 0.0
 
 
@@ -52,6 +62,12 @@ class _Flush:
 #: Group commit pacing (see Outbox._group_pause).
 PACE = 2.0
 MAX_GROUP_PAUSE = 0.01
+#: While the spool refuses writes: first retry after RETRY_MIN s, doubling up to RETRY_MAX.
+RETRY_MIN = 0.05
+RETRY_MAX = 2.0
+#: At most this often (and when idle, every IDENTITY_CHECK_INTERVAL) the spooler
+#: checks that the spool's path still names the file it writes to.
+FILE_CHECK_INTERVAL = 1.0
 
 _STOP = object()
 _ACKS_WAITING = object()  # wakes an idle spooler: acks arrived (they wait in _acks)
@@ -116,6 +132,19 @@ class Outbox:
         #: Told the thread's name when a round of the spooler raised (Health.thread_error).
         self.on_thread_error: Callable[[str], None] | None = None
         self.error: BaseException | None = None
+        # Taken from the inbox, not yet committed because the spool refused the insert
+        # (readings without a seq, and flushes), in the order put. At most commit_max_rows.
+        self._pending: list[object] = []
+        self._failures = 0  # consecutive failed spool writes (retry backoff)
+        self._insert_limit = commit_max_rows  # rows per insert; halved on SQLITE_FULL
+        self._inserted = True  # the last insert worked
+        self._stop_at: float | None = None  # monotonic deadline of stop()
+        self._stop_taken = False  # _STOP taken: everything put before it is in hand
+        self._next_file_check = 0.0
+        self.spool_state: SpoolState = "ok"
+        self.spool_error: str | None = None
+        self._state_since = time.time()
+        self._state_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
@@ -137,13 +166,19 @@ class Outbox:
         return f.done.wait(timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop the spooler and close the spool."""
+        """Commit what is queued, then stop the spooler and close the spool.
+
+        Returns within about `timeout` whatever the disk does: if the spool still
+        refuses writes then, what waits in memory (never accepted, no seq) is dropped,
+        counted (`lost_at_stop`) and logged.
+        """
+        deadline = time.monotonic() + timeout
         if self._thread is not None and self._thread.is_alive():
-            if self._inbox.put(_STOP, timeout):
-                self._urgent.set()
-            else:
-                log.error("outbox queue stuck full at stop; %d readings lost", len(self._inbox))
-            self._thread.join(timeout)
+            self._stop_at = deadline
+            self._urgent.set()
+            self._inbox.put(_STOP, timeout)  # full (spool refusing): the deadline ends it
+            self._urgent.set()
+            self._thread.join(max(0.0, deadline - time.monotonic()) + 1.0)
             if self._thread.is_alive():
                 log.error("outbox spooler did not stop within %.1f s", timeout)
                 return
@@ -213,20 +248,28 @@ class Outbox:
         with self._acks_lock:
             first = not self._acks
             self._acks.extend(batch)
-        if first:
+        if self._pending:
+            self._urgent.set()  # the spool refuses inserts: delete these now (frees space)
+        elif first:
             # A full inbox means a busy spooler: the acks ride with its next commit.
             self._inbox.put(_ACKS_WAITING, 0)
 
     def depth(self) -> int:
-        """Readings accepted and not yet acknowledged, plus those still queued."""
-        return self.spool.count() + len(self._inbox)
+        """Readings accepted and not yet acknowledged, plus those waiting in memory."""
+        return self.spool.count() + len(self._inbox) + len(self._pending)
 
     def figures(self) -> SpoolFigures:
         """The spool's figures for the health topic."""
         s = self.stats
+        files_bytes = getattr(self.spool, "files_bytes", None)
         return SpoolFigures(depth=self.spool.count(), bytes=self.spool.size_bytes(),
                             dropped=s.dropped_oldest, rejected=s.rejected, accepted=s.accepted,
-                            delivered=s.delivered, commits=s.commits)
+                            delivered=s.delivered, commits=s.commits, state=self.spool_state,
+                            error=self.spool_error, since=format_ts(self._state_since),
+                            file_bytes=files_bytes() if files_bytes is not None else 0,
+                            waiting=len(self._pending) + len(self._inbox),
+                            refused=s.overflowed, unencodable=s.unencodable,
+                            errors=s.spool_errors, recreated=s.recreated)
 
     # -- the spooler thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -251,31 +294,43 @@ class Outbox:
     def _loop(self) -> None:
         inbox = self._inbox
         while True:
-            item = inbox.get()
-            if item is _ACKS_WAITING:
-                # Acks alone need no commit of their own: they ride along with the next
-                # readings (10 sensors at 1 Hz: one transaction a second, not two).
-                until = time.monotonic() + self.ack_delay
-                while item is _ACKS_WAITING:
-                    item = inbox.get(max(0.0, until - time.monotonic()))
-            batch = [] if item is None or item is _ACKS_WAITING else [item]
-            stop = item is _STOP
-            if isinstance(item, Reading) and len(inbox) < self.commit_max_rows:
-                # An explicit commit window: let it fill without waking per reading; a
-                # flush or a stop cuts it short. A backlog is committed at once. Without
-                # one (the default) this is group commit: an idle spooler commits a
-                # reading at once, and what arrives during that commit (its fsync) goes
-                # into the next one, so batches grow with the load, not with a timer.
-                self._urgent.wait(self.commit_interval or self._group_pause())
-            self._urgent.clear()
-            if not stop:
-                more = inbox.take(self.commit_max_rows - len(batch))
-                batch.extend(more)
-                stop = any(m is _STOP for m in more)
+            if self._pending:
+                # The spool refused the last insert: they wait here, in order and without
+                # a seq, while the readers wait for room in the inbox. Acks, a stop and
+                # the retry timer end the wait.
+                self._urgent.wait(self._retry_wait())
+                self._urgent.clear()
+                room = self.commit_max_rows - len(self._pending)
+                batch = inbox.take(room) if room > 0 and not self._stop_taken else []
+            else:
+                item = inbox.get(IDENTITY_CHECK_INTERVAL)
+                if item is _ACKS_WAITING:
+                    # Acks alone need no commit of their own: they ride along with the next
+                    # readings (10 sensors at 1 Hz: one transaction a second, not two).
+                    until = time.monotonic() + self.ack_delay
+                    while item is _ACKS_WAITING:
+                        item = inbox.get(max(0.0, until - time.monotonic()))
+                batch = [] if item is None or item is _ACKS_WAITING else [item]
+                if isinstance(item, Reading) and len(inbox) < self.commit_max_rows:
+                    # An explicit commit window: let it fill without waking per reading; a
+                    # flush or a stop cuts it short. A backlog is committed at once. Without
+                    # one (the default) this is group commit: an idle spooler commits a
+                    # reading at once, and what arrives during that commit (its fsync) goes
+                    # into the next one, so batches grow with the load, not with a timer.
+                    self._urgent.wait(self.commit_interval or self._group_pause())
+                self._urgent.clear()
+                if item is not _STOP:
+                    batch.extend(inbox.take(self.commit_max_rows - len(batch)))
+            if any(b is _STOP for b in batch):
+                self._stop_taken = True
             with self._acks_lock:
                 acked, self._acks = self._acks, []
-            self._commit(batch, acked)
-            if stop:
+            self._check_file()
+            self._commit([b for b in batch if b is not _STOP and b is not _ACKS_WAITING], acked)
+            if self._stop_taken and not self._pending:
+                return
+            if self._stop_at is not None and time.monotonic() >= self._stop_at:
+                self._give_up_at_stop()
                 return
 
     def _group_pause(self) -> float:
@@ -295,59 +350,102 @@ class Outbox:
             self._last_commit_end = time.monotonic()
             self._last_commit_cost = self._last_commit_end - started
 
+    def _retry_wait(self) -> float:
+        if self._inserted:
+            return 0.0  # the last insert worked: the rest of what waits goes on at once
+        wait: float = min(RETRY_MAX, RETRY_MIN * 2.0 ** min(self._failures, 10))
+        if self._stop_at is not None:
+            wait = min(wait, max(0.0, self._stop_at - time.monotonic()))
+        return wait
+
+    def _give_up_at_stop(self) -> None:
+        waiting = sum(isinstance(p, Reading) for p in self._pending) + sum(
+            isinstance(p, Reading) for p in self._inbox.take(len(self._inbox)))
+        self._pending = []
+        if waiting:
+            self.stats.lost_at_stop += waiting
+            log.error("stop: the spool is %s (%s): %d readings that were never accepted (no "
+                      "seq was given to them) are dropped", self.spool_state,
+                      self.spool_error, waiting)
+
+    def _check_file(self) -> None:
+        """Every so often: does the spool's path still name the file we write to?"""
+        now = time.monotonic()
+        if now < self._next_file_check:
+            return
+        self._next_file_check = now + FILE_CHECK_INTERVAL
+        what = self.spool.check_file()
+        if what is None:
+            return
+        self._set_state("missing", f"the spool file {getattr(self.spool, 'path', '?')} was "
+                        f"{what} while in use; writing it anew from the open file")
+        try:
+            self.spool.recreate()
+        except Exception as exc:  # noqa: BLE001 - retried at the next check
+            self._failures += 1
+            log.debug("recreating the spool failed: %r", exc)
+            self._next_file_check = now + self._retry_wait()
+            return
+        self.stats.recreated += 1
+        self._caught_up = False
+        self._recent.clear()  # ids are the same, but let the publisher read the new file
+        self._set_state("ok", None)
+
     def _commit_batch(self, batch: list[object], acked: list[int]) -> None:
-        readings = [b for b in batch if isinstance(b, Reading)]
-        flushes = [b for b in batch if isinstance(b, _Flush)]
-        rows: list[NewRow] = []
-        seqs = self._seqs
-        if readings:
-            # Only accepted readings get a seq, so a refused one leaves no gap.
-            seqs = dict(seqs)
-            prefix = self.topic_prefix
-            stamp = default_clock().stamp
-            for r in readings:
-                seq = seqs.get(r.device, 0) + 1
-                ts, clock = stamp(r.ts, r.mono)  # corrected or marked if the clock was not synced
-                try:
-                    payload = encode_payload(seq, ts, r.values, clock)
-                except Exception as exc:  # noqa: BLE001 - any type: this reading, not the round
-                    # A value JSON cannot carry: refuse this reading, keep the rest.
-                    self.stats.unencodable += 1
-                    log.error("%s: reading cannot be encoded as JSON (%s); dropped", r.device, exc)
-                    continue
-                seqs[r.device] = seq
-                rows.append(NewRow(r.device, f"{prefix}/{r.device}", seq, payload))
-        if not rows and not acked:
+        items = self._pending + batch
+        self._pending = []
+        if acked:
+            # Deletes commit on their own: they free space even while inserts fail.
+            try:
+                self.spool.delete(acked)
+            except Exception as exc:  # noqa: BLE001 - any spool failure: kept, retried
+                with self._acks_lock:
+                    self._acks[:0] = acked
+                self._spool_failed(exc)
+            else:
+                self.stats.delivered += len(acked)
+                if not items:
+                    self._set_state("ok", None)
+        rows, items = self._rows_for(items)
+        later: list[object] = []
+        if len(rows) > self._insert_limit:
+            # After SQLITE_FULL: fewer rows per transaction, so the pages that deletes
+            # freed inside the file are used even when a whole batch would not fit.
+            cut = [i for i, b in enumerate(items) if isinstance(b, Reading)][self._insert_limit]
+            items, later, rows = items[:cut], items[cut:], rows[:self._insert_limit]
+        flushes = [b for b in items if isinstance(b, _Flush)]
+        if not rows:
             for f in flushes:
                 f.done.set()
             return
-        while True:
-            try:
-                result = self.spool.write(rows, acked)
-                break
-            except Exception as exc:  # noqa: BLE001 - disk errors must not kill the pipeline
-                self.stats.spool_errors += 1
-                if self.stats.spool_errors in (1, 10) or self.stats.spool_errors % 100 == 0:
-                    log.error("spool write failed (%s); retrying", exc)
-                time.sleep(min(5.0, 0.1 * self.stats.spool_errors))
-        if result.rejected:
-            # Refused rows are a tail of the batch: roll their seqs back (no gaps).
-            seqs = dict(self._seqs)
-            for m in result.stored:
-                seqs[m.device] = m.seq
-            self._note_full(result.rejected, rejected=True)
+        try:
+            result = self.spool.insert(rows)
+        except Exception as exc:  # noqa: BLE001 - disk errors must not kill the pipeline
+            self._pending = items + later  # in order, no seq given: retried, never dropped
+            if getattr(exc, "state", None) == "full":
+                self._insert_limit = max(1, len(rows) // 2)
+            self._inserted = False
+            self._spool_failed(exc)
+            return
+        self._pending = later
+        self._insert_limit = min(self.commit_max_rows, self._insert_limit * 2)
+        self._inserted = True
+        if not later:  # "writable again" once nothing waits (no flapping while it drains)
+            self._set_state("ok", None)
+        seqs = dict(self._seqs)
+        for m in result.stored:  # refused rows (reject_new) are a tail: their seqs unused
+            seqs[m.device] = m.seq
         self._seqs = seqs
+        if result.rejected:
+            self._note_full(result.rejected, rejected=True)
         self.stats.commits += 1
         self.stats.last_commit_at = time.time()
         self.stats.accepted += len(result.stored)
-        self.stats.delivered += len(acked)
         if result.dropped:
             self._caught_up = False
             self._recent.clear()  # it may hold rows the policy just dropped
             self._note_full(result.dropped, rejected=False)
-        elif rows and self._full_since is not None and self.spool.count() < _low_water(
-            self.spool
-        ):
+        elif self._full_since is not None and self.spool.count() < _low_water(self.spool):
             self._end_full_burst()
         for f in flushes:
             f.done.set()
@@ -355,6 +453,76 @@ class Outbox:
             self._recent.extend(result.stored)
             for cb in self._listeners:
                 cb()
+
+    def _rows_for(self, items: list[object]) -> tuple[list[NewRow], list[object]]:
+        """Rows for the readings among `items`, with their seqs; and `items` without the
+        readings that cannot be encoded (refused, counted and logged once)."""
+        rows: list[NewRow] = []
+        kept: list[object] = []
+        seqs = dict(self._seqs)
+        prefix = self.topic_prefix
+        stamp = default_clock().stamp
+        for r in items:
+            if not isinstance(r, Reading):
+                kept.append(r)
+                continue
+            # Only accepted readings get a seq, so a refused one leaves no gap.
+            seq = seqs.get(r.device, 0) + 1
+            ts, clock = stamp(r.ts, r.mono)  # corrected or marked if the clock was not synced
+            try:
+                payload = encode_payload(seq, ts, r.values, clock)
+            except Exception as exc:  # noqa: BLE001 - any type: this reading, not the round
+                # A value JSON cannot carry: refuse this reading, keep the rest.
+                self.stats.unencodable += 1
+                log.error("%s: reading cannot be encoded as JSON (%s); dropped", r.device, exc)
+                continue
+            seqs[r.device] = seq
+            rows.append(NewRow(r.device, f"{prefix}/{r.device}", seq, payload))
+            kept.append(r)
+        return rows, kept
+
+    # -- spool state -------------------------------------------------------------------
+    def _spool_failed(self, exc: BaseException) -> None:
+        self.stats.spool_errors += 1
+        self._failures += 1
+        if isinstance(exc, SpoolWriteError):
+            state, text = exc.state, str(exc)
+        else:
+            state, text = "io_error", f"{type(exc).__name__}: {exc}"
+        if state == "full":
+            # Make the next try reuse the WAL from its start instead of growing it.
+            checkpoint = getattr(self.spool, "checkpoint", None)
+            if checkpoint is not None:
+                checkpoint("RESTART")
+        self._set_state(state, text)
+
+    def _set_state(self, state: SpoolState, text: str | None) -> None:
+        """Log a change of the spool's state once, and tell health about it."""
+        if state == "ok":
+            self._failures = 0
+        if state == self.spool_state:
+            if text is not None:
+                self.spool_error = text
+            return
+        was, since = self.spool_state, self._state_since
+        self.spool_state, self.spool_error = state, text
+        self._state_since = time.time()
+        waiting = sum(isinstance(p, Reading) for p in self._pending) + len(self._inbox)
+        if state == "ok":
+            log.warning("spool %s: writable again after %.0f s (%s); %d readings waiting in "
+                        "memory are being stored", getattr(self.spool, "path", ""),
+                        self._state_since - since, was, waiting)
+        else:
+            log.error("spool %s: %s. Nothing is accepted until this is fixed: new readings "
+                      "wait in memory (readers slow down, then readings are refused and "
+                      "counted); acknowledged ones are still deleted",
+                      getattr(self.spool, "path", ""), text)
+        for cb in self._state_listeners:
+            cb()
+
+    def on_state_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the spooler thread) when the spool's state changes."""
+        self._state_listeners.append(callback)
 
     def _note_full(self, n: int, *, rejected: bool) -> None:
         if rejected:

@@ -14,10 +14,33 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+
+from gateway.outbox.faults import (
+    SpoolState,
+    SpoolWriteError,
+    classify,
+    file_size_limit,
+    free_bytes,
+)
+from gateway.outbox.seqlease import LEASE_BLOCK, SeqLease
+
+__all__ = [
+    "MemorySpool",
+    "Message",
+    "NewRow",
+    "Spool",
+    "SpoolError",
+    "SpoolState",
+    "SpoolWriteError",
+    "SqliteSpool",
+    "WriteResult",
+    "row_bytes",
+]
 
 log = logging.getLogger("gateway.spool")
 
@@ -48,11 +71,16 @@ class WriteResult:
     stored: list[Message] = field(default_factory=list)
     dropped: int = 0  # oldest rows removed to make room
     rejected: int = 0  # new rows refused (reject_new)
+    deleted: int = 0  # acknowledged rows deleted
 
 
 class Spool(Protocol):
     def last_seqs(self) -> dict[str, int]: ...
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult: ...
+    def delete(self, ids: list[int]) -> int: ...
+    def insert(self, rows: list[NewRow]) -> WriteResult: ...
+    def check_file(self) -> str | None: ...
+    def recreate(self) -> None: ...
     def fetch(self, after_id: int, limit: int) -> list[Message]: ...
     def count(self) -> int: ...
     def size_bytes(self) -> int: ...
@@ -60,7 +88,25 @@ class Spool(Protocol):
 
 
 class SpoolError(Exception):
-    """The spool file cannot be opened (a directory missing, no permission, ...)."""
+    """The spool file cannot be opened or written (a directory missing, no permission, ...)."""
+
+
+def spool_path_problem(path: Path) -> str | None:
+    """What `check` can tell without opening the spool: why `path` cannot be written
+    by this user (None: no problem seen; a directory not there yet is made at start)."""
+    for parent in [path.parent, *path.parent.parents]:
+        if parent.exists():
+            break
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if path.exists() and not path.is_file():
+        return f"{path} is not a file"
+    if path.is_file() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} is not writable by this user"
+    if parent == path.parent and not os.access(parent, os.W_OK | os.X_OK):
+        return (f"the directory {parent} is not writable by this user (the spool's -wal "
+                "and -shm files are made there)")
+    return None
 
 
 class _Capacity:
@@ -75,10 +121,11 @@ class _Capacity:
         """Under reject_new: how many of `rows` (a prefix) fit beside `count` rows of `nbytes`."""
         kept = 0
         for r in rows:
-            if count + kept + 1 > self.max_messages or nbytes + len(r.payload) > self.max_bytes:
+            size = row_bytes(r)
+            if count + kept + 1 > self.max_messages or nbytes + size > self.max_bytes:
                 break
             kept += 1
-            nbytes += len(r.payload)
+            nbytes += size
         return kept
 
 
@@ -137,8 +184,46 @@ def _upsert_seq_sql(n: int) -> str:
     return sql
 
 
+#: SQLite's bookkeeping per row beyond the payload, topic and device (record header,
+#: rowid, seq, cell pointer; measured ~18 bytes, rounded up), so `max_bytes` bounds the file.
+ROW_OVERHEAD = 24
+
+#: WAL limits, so the spool's files stay within max_bytes + a small margin: SQLite
+#: checkpoints after this many WAL pages (default 1,000: ~4 MB) and cuts the WAL file
+#: back to journal_size_limit when it starts over. The WAL kept at that size is
+#: also room for acknowledgements to commit when the disk is full.
+WAL_AUTOCHECKPOINT_PAGES = 128
+WAL_SIZE_LIMIT = 512 * 1024
+
+#: How often the spooler checks that its path still names the open file.
+IDENTITY_CHECK_INTERVAL = 5.0
+
+
+def row_bytes(row: NewRow | Message) -> int:
+    """What a row counts against `max_bytes`: payload, topic, device and SQLite's overhead."""
+    return len(row.payload) + len(row.topic) + len(row.device) + ROW_OVERHEAD
+
+
+def margin_bytes(page_size: int = 4096) -> int:
+    """How far the spool's files may go beyond max_bytes: the WAL (its limit, or one
+    auto-checkpoint period plus a commit of 500 rows), the -shm index, the schema and
+    seq pages and one partly emptied leaf at the head of the table."""
+    return max(WAL_SIZE_LIMIT, WAL_AUTOCHECKPOINT_PAGES * page_size + 64 * page_size) \
+        + 32 * 1024 + 8 * page_size
+
+
+_SIZE_SQL = ("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(device)),"
+             f" 0) + {ROW_OVERHEAD} * COUNT(*) FROM messages")
+
+
 class SqliteSpool(_Capacity):
-    """The durable spool: a SQLite database in WAL mode."""
+    """The durable spool: a SQLite database in WAL mode.
+
+    Acknowledged rows are deleted in a transaction of their own, so they free space
+    even while inserts fail (a full disk). Every failed transaction is rolled back
+    if SQLite left one open, its error classified (`faults.classify`) and the counts
+    re-read from the file, so `count()`/`size_bytes()` always match the disk.
+    """
 
     def __init__(
         self,
@@ -148,12 +233,16 @@ class SqliteSpool(_Capacity):
         max_bytes: int = 512 * 1024 * 1024,
         when_full: WhenFull = "drop_oldest",
         sync: Literal["full", "normal"] = "full",
+        lease_block: int = LEASE_BLOCK,
     ) -> None:
         super().__init__(max_messages, max_bytes, when_full)
         self.path = Path(path)
         self.sync = sync
-        self._local = threading.local()
         self.moved_aside: Path | None = None
+        self.recreated = 0  # times the file was found missing/replaced and written anew
+        self._reader_lock = threading.Lock()
+        self._reader_db: sqlite3.Connection | None = None
+        self.lease = SeqLease(Path(f"{self.path}.seq"), lease_block)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -163,20 +252,44 @@ class SqliteSpool(_Capacity):
             except sqlite3.DatabaseError as exc:
                 self.moved_aside = self._move_aside(exc)
                 self._db = self._open_writer()
+            self.spool_id = self._probe_write()
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise SpoolError(f"cannot open the spool {self.path}: {reason}") from exc
-        count, nbytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
-        ).fetchone()
-        self._count: int = int(count)
-        self._bytes: int = int(nbytes)
+            if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorname", None):
+                reason += f" [{exc.sqlite_errorname}]"
+            raise SpoolError(f"cannot open the spool {self.path} for writing: {reason}") from exc
+        self.page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._page_cap = 0  # max_page_count as last set (see _limit_growth)
+        self._growth_limit: str | None = None  # why the file may not grow now
+        self._identity = self._stat_identity()
+        self._recount()
+        self._warn_if_little_space()
+        self.lease.load()
+        self._seqs = self.lease.start_seqs(self.spool_id, dict(
+            self._db.execute("SELECT device, seq FROM seqs").fetchall()))
+        try:
+            self.lease.extend(self.spool_id, self._seqs)
+        except OSError as exc:  # a full disk at start: retried before the next insert
+            log.warning("cannot write the seq lease %s: %s", self.lease.path, exc)
 
     # -- opening ---------------------------------------------------------------
+    def _warn_if_little_space(self) -> None:
+        free = free_bytes(self.path.parent)
+        room = self.max_bytes + margin_bytes(self.page_size)
+        if free is not None and free + self.files_bytes() < room:
+            log.warning(
+                "buffer.max_bytes allows the spool %d MiB (+%d KiB of WAL), but only %d MiB "
+                "are free on the file system of %s: the disk would fill first (readings then "
+                "wait in memory, and are refused once that is full)", self.max_bytes >> 20,
+                margin_bytes(self.page_size) >> 10, (free + self.files_bytes()) >> 20,
+                self.path.parent)
+
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.sync.upper()}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         return db
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -197,6 +310,23 @@ class SqliteSpool(_Capacity):
             raise
         return db
 
+    def _probe_write(self) -> str:
+        """A real write at open (a read-only file or directory fails here, not later);
+        returns the spool's id, made on first use (see seqlease)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'spool_id'").fetchone()
+            spool_id = row[0] if row else uuid.uuid4().hex
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spool_id', ?)",
+                       (spool_id,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return str(spool_id)
+
     def _move_aside(self, exc: Exception) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
@@ -210,36 +340,149 @@ class SqliteSpool(_Capacity):
         )
         return aside
 
+    def files(self) -> list[Path]:
+        return [self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+
+    def files_bytes(self) -> int:
+        total = 0
+        for f in self.files():
+            try:
+                total += f.stat().st_size
+            except OSError:
+                pass
+        return total
+
+    # -- the file behind the path -----------------------------------------------------
+    def _stat_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def check_file(self) -> str | None:
+        """None while the path still names the open file; else what happened to it."""
+        now = self._stat_identity()
+        if now == self._identity:
+            return None
+        return "deleted" if now is None else "replaced by another file"
+
+    def recreate(self) -> None:
+        """The path no longer names the open file: write what the open file holds
+        (every row, the seqs, the spool id) to the path again and carry on there.
+
+        The open connections still read the old file, deleted or not, so nothing
+        accepted is lost. A foreign file found at the path is moved aside.
+        """
+        what = self.check_file()
+        if what is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.recreate-tmp")
+        tmp.unlink(missing_ok=True)
+        copy = sqlite3.connect(tmp)
+        try:
+            self._db.backup(copy)
+        finally:
+            copy.close()
+        with self._reader_lock:
+            if self._reader_db is not None:
+                self._reader_db.close()
+                self._reader_db = None
+            # Closing the last connection removes OUR -wal/-shm by name: before anything
+            # new appears at the path (a stale WAL would be replayed into the new file).
+            self._db.close()
+            if self._stat_identity() is not None:
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                aside = self.path.with_name(f"{self.path.name}.replaced-{stamp}")
+                os.replace(self.path, aside)
+                log.error("spool %s was replaced by another file while running; moved that "
+                          "file aside to %s", self.path, aside)
+            os.replace(tmp, self.path)
+            self._db = self._open_writer()
+            self._page_cap = 0
+            self._identity = self._stat_identity()
+        self.recreated += 1
+        self._recount()
+        log.warning("spool %s written anew from the open file (%d readings kept)",
+                    self.path, self._count)
+
     def _reader(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._connect()
-            self._local.db = db
-        return db
+        if self._reader_db is None:
+            self._reader_db = self._connect()
+        return self._reader_db
+
+    # -- transactions -------------------------------------------------------------
+    def _recount(self) -> None:
+        count, nbytes = self._db.execute(_SIZE_SQL).fetchone()
+        self._count: int = int(count)
+        self._bytes: int = int(nbytes)
+
+    def _failed(self, exc: BaseException) -> SpoolWriteError:
+        """After a failed transaction: roll back what SQLite left open (a failed COMMIT
+        may have rolled back already), re-read the counts, say what happened."""
+        db = self._db
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error as rb:
+            log.debug("spool rollback after %s: %s", exc, rb)
+        try:
+            self._recount()
+        except sqlite3.Error as rc:
+            log.debug("spool recount after %s: %s", exc, rc)
+        return classify(exc, self.files(), getattr(self, "page_size", 4096))
 
     # -- the Spool protocol ----------------------------------------------------------
     def last_seqs(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT device, seq FROM seqs").fetchall())
+        return dict(self._seqs)
 
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
-        """One transaction: delete acknowledged rows, make room, insert new rows."""
-        result = WriteResult()
+        """Delete acknowledged rows (one transaction), then insert (another)."""
+        removed = self.delete(delete_ids)
+        result = self.insert(rows)
+        result.deleted = removed
+        return result
+
+    def delete(self, ids: list[int]) -> int:
+        """Delete acknowledged rows in a transaction of their own; how many there were."""
+        if not ids:
+            return 0
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            if delete_ids:
-                removed, removed_bytes = self._delete(delete_ids)
-                self._count -= removed
-                self._bytes -= removed_bytes
-            if rows and self.when_full == "reject_new":
-                keep = self.fits(rows, self._count, self._bytes)
+            db.execute("BEGIN IMMEDIATE")
+            removed, removed_bytes = self._delete(ids)
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._count -= removed
+        self._bytes -= removed_bytes
+        return removed
+
+    def insert(self, rows: list[NewRow]) -> WriteResult:
+        """One transaction: make room by the capacity policy, insert `rows`."""
+        result = WriteResult()
+        if not rows:
+            return result
+        db = self._db
+        newest = {r.device: r.seq for r in rows}  # each device's newest
+        count, nbytes = self._count, self._bytes
+        try:
+            # The lease first: no seq is committed above what the lease file covers.
+            self.lease.extend(self.spool_id, newest)
+            self._limit_growth()
+            db.execute("BEGIN IMMEDIATE")
+            if self.when_full == "reject_new":
+                keep = self.fits(rows, count, nbytes)
                 result.rejected = len(rows) - keep
                 rows = rows[:keep]
             if rows:
-                new_bytes = sum(len(r.payload) for r in rows)
-                over = max(0, self._count + len(rows) - self.max_messages)
-                if over or self._bytes + new_bytes > self.max_bytes:
-                    result.dropped = self._drop_oldest(over, new_bytes)
+                new_bytes = sum(row_bytes(r) for r in rows)
+                over = max(0, count + len(rows) - self.max_messages)
+                if over or nbytes + new_bytes > self.max_bytes:
+                    result.dropped, freed = self._drop_oldest(over, nbytes + new_bytes)
+                    count -= result.dropped
+                    nbytes -= freed
                 # One writer and AUTOINCREMENT: the new ids are consecutive.
                 cur = db.cursor()
                 for start, size in _chunks(len(rows)):
@@ -247,7 +490,7 @@ class SqliteSpool(_Capacity):
                         v for r in rows[start:start + size]
                         for v in (r.device, r.topic, r.seq, r.payload)
                     ])
-                last = list({r.device: r.seq for r in rows}.items())  # each device's newest
+                last = list({r.device: r.seq for r in rows}.items())
                 for start, size in _chunks(len(last)):
                     cur.execute(_upsert_seq_sql(size),
                                 [v for item in last[start:start + size] for v in item])
@@ -257,13 +500,50 @@ class SqliteSpool(_Capacity):
                     Message(first + i, r.topic, r.payload, r.device, r.seq)
                     for i, r in enumerate(rows)
                 ]
-                self._count += len(rows)
-                self._bytes += new_bytes
+                count += len(rows)
+                nbytes += new_bytes
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        except (sqlite3.Error, OSError) as exc:
+            failed = self._failed(exc)
+            if failed.state == "full" and self._growth_limit is not None and \
+                    getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+                failed = SpoolWriteError("full", f"{self._growth_limit} ({exc})")
+            raise failed from exc
+        self._count, self._bytes = count, nbytes
+        for m in result.stored:
+            self._seqs[m.device] = m.seq
         return result
+
+    def _limit_growth(self) -> None:
+        """Let the database grow only as far as the disk (and RLIMIT_FSIZE) can take.
+
+        In WAL mode new pages reach the database file at the next checkpoint; if the
+        disk is full by then, the checkpoint fails, the WAL can never start over, and
+        not even a delete can commit again. So an insert that would grow the file past
+        what is free (keeping margin_bytes() for the WAL) fails at once with
+        SQLITE_FULL (`max_page_count`), rolled back, and the rows wait in memory.
+        """
+        page = self.page_size
+        pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
+        cap = (self.max_bytes + margin_bytes(page)) // page  # safety net; policy acts first
+        why = f"the spool reached buffer.max_bytes plus its margin ({cap * page} bytes)"
+        free = free_bytes(self.path.parent)
+        if free is not None:
+            disk_cap = pages + max(0, free - margin_bytes(page)) // page
+            if disk_cap < cap:
+                cap = disk_cap
+                why = (f"disk full: {free // 1024} KiB free on the file system of "
+                       f"{self.path.parent}, {margin_bytes(page) // 1024} KiB of it kept for "
+                       "the spool's WAL")
+        limit = file_size_limit()
+        if limit is not None and limit // page - 1 < cap:
+            cap = limit // page - 1
+            why = (f"file size limit reached: RLIMIT_FSIZE (ulimit -f, LimitFSIZE=) is "
+                   f"{limit} bytes")
+        self._growth_limit = why
+        if cap != self._page_cap:
+            self._db.execute(f"PRAGMA max_page_count = {max(cap, 1)}")
+            self._page_cap = cap
 
     def _delete(self, ids: list[int]) -> tuple[int, int]:
         # Counted first, then deleted: two statements per chunk, where RETURNING would
@@ -273,21 +553,21 @@ class SqliteSpool(_Capacity):
             chunk = ids[start:start + _DELETE_CHUNK]
             marks = ",".join("?" * len(chunk))
             n, nbytes = self._db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
-                f" WHERE id IN ({marks})", chunk,
+                f"{_SIZE_SQL} WHERE id IN ({marks})", chunk,
             ).fetchone()
             self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
             removed += int(n)
             removed_bytes += int(nbytes)
         return removed, removed_bytes
 
-    def _drop_oldest(self, over: int, new_bytes: int) -> int:
+    def _drop_oldest(self, over: int, total_bytes: int) -> tuple[int, int]:
         """Delete the oldest rows until `over` rows and enough bytes are freed."""
-        need_bytes = self._bytes + new_bytes - self.max_bytes
-        dropped = 0
+        need_bytes = total_bytes - self.max_bytes
+        dropped = dropped_bytes = 0
         while over > 0 or need_bytes > 0:
             candidates = self._db.execute(
-                "SELECT id, LENGTH(payload) FROM messages ORDER BY id LIMIT ?",
+                "SELECT id, LENGTH(payload) + LENGTH(topic) + LENGTH(device) FROM messages"
+                " ORDER BY id LIMIT ?",
                 (max(over, 256 if need_bytes > 0 else 1),),
             ).fetchall()
             if not candidates:
@@ -296,24 +576,32 @@ class SqliteSpool(_Capacity):
             for row_id, size in candidates:
                 if over - n <= 0 and need_bytes - freed <= 0:
                     break
-                cut, n, freed = row_id, n + 1, freed + size
+                cut, n, freed = row_id, n + 1, freed + size + ROW_OVERHEAD
             self._db.execute("DELETE FROM messages WHERE id <= ?", (cut,))
             dropped += n
+            dropped_bytes += freed
             over -= n
             need_bytes -= freed
-            self._count -= n
-            self._bytes -= freed
-        return dropped
+        return dropped, dropped_bytes
+
+    def checkpoint(self, mode: Literal["PASSIVE", "RESTART", "TRUNCATE"] = "RESTART") -> None:
+        """Copy the WAL into the database file so the next transactions reuse the WAL
+        from its start (RESTART) or, with TRUNCATE, give its space back."""
+        try:
+            self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        except sqlite3.Error as exc:
+            log.debug("spool checkpoint (%s): %s", mode, exc)
 
     def fetch(self, after_id: int, limit: int) -> list[Message]:
         # One result row for the whole batch: the sqlite3 module releases the GIL on
         # every row it steps to, and a publisher that is behind (a backlog) would queue
         # for the GIL behind the readers once per row. Payloads travel as hex (any bytes).
-        (packed,) = self._reader().execute(
-            "SELECT json_group_array(json_array(id, topic, hex(payload), device, seq))"
-            " FROM (SELECT * FROM messages WHERE id > ? ORDER BY id LIMIT ?)",
-            (after_id, limit),
-        ).fetchone()
+        with self._reader_lock:
+            (packed,) = self._reader().execute(
+                "SELECT json_group_array(json_array(id, topic, hex(payload), device, seq))"
+                " FROM (SELECT * FROM messages WHERE id > ? ORDER BY id LIMIT ?)",
+                (after_id, limit),
+            ).fetchone()
         rows = json.loads(packed)
         rows.sort(key=lambda r: r[0])  # already in order in practice; SQL does not promise it
         fromhex = bytes.fromhex
@@ -326,14 +614,18 @@ class SqliteSpool(_Capacity):
         return int(self._bytes)
 
     def close(self) -> None:
-        reader: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if reader is not None:
-            reader.close()
-            self._local.db = None
-        try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            log.warning("spool checkpoint on close failed: %s", exc)
+        with self._reader_lock:
+            if self._reader_db is not None:
+                self._reader_db.close()
+                self._reader_db = None
+        if self.check_file() is not None:
+            try:  # the open file is the only copy of what it holds: write it back first
+                self.recreate()
+            except (OSError, sqlite3.Error) as exc:
+                log.error("spool %s was %s and cannot be written again (%s): the %d readings "
+                          "in it are lost at exit", self.path, self.check_file(), exc,
+                          self._count)
+        self.checkpoint("TRUNCATE")
         self._db.close()
 
 
@@ -363,23 +655,41 @@ class MemorySpool(_Capacity):
             return dict(self._seqs)
 
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
-        result = WriteResult()
+        removed = self.delete(delete_ids)
+        result = self.insert(rows)
+        result.deleted = removed
+        return result
+
+    def delete(self, ids: list[int]) -> int:
+        removed = 0
         with self._lock:
-            for i in delete_ids:
+            for i in ids:
                 m = self._rows.pop(i, None)
                 if m is not None:
-                    self._bytes -= len(m.payload)
+                    self._bytes -= row_bytes(m)
+                    removed += 1
+        return removed
+
+    def check_file(self) -> str | None:
+        return None
+
+    def recreate(self) -> None:
+        pass
+
+    def insert(self, rows: list[NewRow]) -> WriteResult:
+        result = WriteResult()
+        with self._lock:
             if rows and self.when_full == "reject_new":
                 keep = self.fits(rows, len(self._rows), self._bytes)
                 result.rejected = len(rows) - keep
                 rows = rows[:keep]
-            new_bytes = sum(len(r.payload) for r in rows)
+            new_bytes = sum(row_bytes(r) for r in rows)
             while self._rows and (
                 len(self._rows) + len(rows) > self.max_messages
                 or self._bytes + new_bytes > self.max_bytes
             ):
                 _, m = self._rows.popitem(last=False)
-                self._bytes -= len(m.payload)
+                self._bytes -= row_bytes(m)
                 result.dropped += 1
             for r in rows:
                 m = Message(self._next_id, r.topic, r.payload, r.device, r.seq)

@@ -26,6 +26,12 @@ class SimulatedDevices(Protocol):
 class Backlog(Protocol):
     def depth(self) -> int: ...
 
+    @property
+    def spool_state(self) -> str: ...  # ok, full, readonly, io_error, missing
+
+    @property
+    def spool_error(self) -> str | None: ...
+
 
 class Wakeable(Protocol):
     def wake(self) -> None: ...

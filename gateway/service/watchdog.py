@@ -37,6 +37,8 @@ def status_line(gw: Supervised) -> str:
         parts.append("spool ?")
     else:
         parts.append(f"spool {depth} queued")
+    if gw.outbox.spool_state != "ok":
+        parts.append(f"spool {gw.outbox.spool_state.upper()}: {gw.outbox.spool_error}")
     h = gw.health
     if h.broker_connected:
         parts.append(f"broker {gw.cfg.mqtt.host}:{gw.cfg.mqtt.port} connected")
