@@ -81,12 +81,6 @@ def run_checks(cfg: Config) -> list[Problem]:
         else:
             need_file(inf.model, "inference", "model")
         need_file(inf.labels, "inference", "labels")
-    if cfg.buffer.durability == "disk":
-        from gateway.outbox.spool import spool_path_problem
-
-        why = spool_path_problem(Path(cfg.buffer.path))
-        if why is not None:
-            problems.append(Problem(cfg.source, line("buffer", "path"), "buffer.path", why))
     return problems
 
 

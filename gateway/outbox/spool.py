@@ -91,24 +91,6 @@ class SpoolError(Exception):
     """The spool file cannot be opened or written (a directory missing, no permission, ...)."""
 
 
-def spool_path_problem(path: Path) -> str | None:
-    """What `check` can tell without opening the spool: why `path` cannot be written
-    by this user (None: no problem seen; a directory not there yet is made at start)."""
-    for parent in [path.parent, *path.parent.parents]:
-        if parent.exists():
-            break
-    if not parent.is_dir():
-        return f"{parent} is not a directory"
-    if path.exists() and not path.is_file():
-        return f"{path} is not a file"
-    if path.is_file() and not os.access(path, os.R_OK | os.W_OK):
-        return f"{path} is not writable by this user"
-    if parent == path.parent and not os.access(parent, os.W_OK | os.X_OK):
-        return (f"the directory {parent} is not writable by this user (the spool's -wal "
-                "and -shm files are made there)")
-    return None
-
-
 class _Capacity:
     """Shared capacity bookkeeping: how many of n new rows fit, and what must go."""
 
