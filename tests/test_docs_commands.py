@@ -60,6 +60,8 @@ NOT_HERE: list[tuple[str, str]] = [
      "demo config on a test broker and checks what they switched"),
     (r"mosquitto_sub -h 127\.0\.0\.1 .*", "watches the demo's broker until -W runs out; "
                                           "tests/test_control.py reads the same topics"),
+    (r"\.venv/bin/python benchmarks/soak\.py .*", "a 30-minute soak, not part of make test; "
+     "tests/test_spool_faults.py and tests/test_broker_recovery.py check the same faults"),
 ]
 
 
