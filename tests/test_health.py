@@ -25,7 +25,10 @@ def test_health_document_carries_the_spool_figures() -> None:
     finally:
         outbox.stop()
     assert list(doc["spool"]) == ["depth", "bytes", "dropped", "rejected", "accepted",
-                                  "delivered", "commits", "refused_by_broker"]
+                                  "delivered", "commits", "state", "error", "since",
+                                  "file_bytes", "waiting", "refused", "unencodable", "errors",
+                                  "recreated", "refused_by_broker"]
+    assert (doc["spool"]["state"], doc["spool"]["error"], doc["spool"]["waiting"]) == ("ok", None, 0)
     spool = doc["spool"]
     assert (spool["depth"], spool["accepted"], spool["delivered"], spool["refused_by_broker"]) == (
         2, 3, 1, 4)
