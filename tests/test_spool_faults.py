@@ -91,7 +91,7 @@ def test_full_disk_acks_free_space_and_nothing_accepted_or_waiting_is_lost(
         # (SQLite's max_page_count), so inserts fail with SQLITE_FULL once the free
         # pages inside the file are used up.
         disk["bytes"] = 0
-        with caplog.at_level(logging.WARNING):
+        with caplog.at_level(logging.WARNING, logger="gateway"):
             put_all(box, 2000, start=300)
             assert wait_until(lambda: box.spool_state == "full", JOIN), box.spool_error
             assert "disk full: 0 KiB free" in (box.spool_error or "")
@@ -196,7 +196,7 @@ def test_spool_file_deleted_or_replaced_while_running_is_written_anew(
     try:
         put_all(box, 100)
         assert box.flush(JOIN)
-        with caplog.at_level(logging.WARNING):
+        with caplog.at_level(logging.WARNING, logger="gateway"):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             if how == "replaced":
