@@ -297,6 +297,10 @@ class NmeaDecoder:
     sentences: frozenset[str] = frozenset(DECODERS)
     #: Publish the position of a dead-reckoning estimate (GGA quality 6, mode E).
     dead_reckoning: bool = False
+    #: Publish an epoch as soon as the learned pattern is complete (else: when the next
+    #: epoch starts). A pattern learned while one talker's sentence was lost twice in a
+    #: row costs that sentence once, when it comes back (`late_sentences`).
+    early: bool = True
     _epoch: float | None = None
     _parts: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     #: The (talker, kind) set of every epoch, once two epochs in a row agreed on it.
@@ -348,7 +352,7 @@ class NmeaDecoder:
             out.append(self._finish())
         self._epoch = epoch
         self._parts.append((s.talker, s.kind, values))
-        if self._expected and {(t, k) for t, k, _ in self._parts} >= self._expected:
+        if self.early and self._expected and {(t, k) for t, k, _ in self._parts} >= self._expected:
             out.append(self._finish())
         return out
 
