@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from gateway.outbox import Outbox
-from gateway.outbox.spool import ROW_OVERHEAD, MemorySpool, NewRow, SqliteSpool, row_bytes
+from gateway.outbox.spool import (
+    PAGE_SIZE,
+    ROW_OVERHEAD,
+    MemorySpool,
+    NewRow,
+    SqliteSpool,
+    row_bytes,
+)
 from gateway.reading import Reading
 
 
@@ -26,6 +33,26 @@ def test_wal_mode_and_synchronous(tmp_path: Path) -> None:
         db.close()
     finally:
         spool.close()
+
+
+def test_new_spool_has_small_pages_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """Small pages for a new file (small WAL frames: fewer bytes per commit on an SD
+    card); a spool made with 4 KiB pages by an earlier version opens as it is."""
+    SqliteSpool(tmp_path / "new.db").close()
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.execute("PRAGMA page_size=4096")
+    old.execute("CREATE TABLE x (y)")
+    old.close()
+    spool = SqliteSpool(tmp_path / "old.db")
+    try:
+        spool.insert(rows("a", range(1, 4)))
+    finally:
+        spool.close()
+    for name, size in (("new.db", PAGE_SIZE), ("old.db", 4096)):
+        db = sqlite3.connect(tmp_path / name)
+        assert db.execute("PRAGMA page_size").fetchone()[0] == size
+        db.close()
+    assert PAGE_SIZE == 1024
 
 
 def test_rows_survive_reopen_in_order_with_seqs(tmp_path: Path) -> None:
