@@ -454,11 +454,13 @@ def test_reader_survives_garbage(blob: bytes, cut: int) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.integers(2, 40), st.integers(2, 40), st.integers(1, 30), st.integers(1, 30),
        st.integers(0, 2**31))
-def test_bilinear_is_within_two_levels_of_exact(h: int, w: int, oh: int, ow: int,
+def test_bilinear_is_within_three_levels_of_exact(h: int, w: int, oh: int, ow: int,
                                                 seed: int) -> None:
     img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
     got = resize(img, oh, ow).astype(np.float64)
-    assert np.abs(got - ref_bilinear(img.astype(np.float64), oh, ow)).max() <= 2.0
+    # Two separable passes, each with 7-bit weights (error up to 255/256 between its two
+    # taps) and a rounding (0.5): at most ~3 levels from exact; 2.04 has been seen.
+    assert np.abs(got - ref_bilinear(img.astype(np.float64), oh, ow)).max() <= 3.0
 
 
 def test_area_averages_whole_blocks() -> None:
