@@ -97,7 +97,9 @@ def test_a_command_never_lands_inside_a_polls_request_and_response(
     assert slave.overlaps == 0
     writes = [f for k, _, f in seq if k == "rx" and f[1] == 6]
     polls = [f for k, _, f in seq if k == "rx" and f[1] == 3 and f[2:4] == b"\x00\x00"]
-    assert len(writes) == 25 and len(polls) > 25
+    # How many polls fit between the commands depends on the machine's load; that they go on
+    # is what matters (below), not their count.
+    assert len(writes) == 25 and polls
     # The commands came while polls were going on (the test had something to prove):
     first_write = next(i for i, (k, _, f) in enumerate(seq) if k == "rx" and f[1] == 6)
     assert any(k == "rx" and f[1] == 3 for k, _, f in seq[first_write:])
