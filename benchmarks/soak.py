@@ -177,6 +177,11 @@ def main() -> int:
         # The end: broker up, a clean stop delivers everything accepted.
         gw.send_signal(signal.SIGTERM)
         code = gw.wait(60)
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed: the broker is ours too, stop it by its PID.
+        sub.stop()
+        broker.stop()
+        raise
     finally:
         if gw.poll() is None:
             gw.kill()
