@@ -13,13 +13,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.support import GatewayProcess, Mosquitto, Subscriber, wait_until, write_config
 
 PREFIX = "gateway/dg"
 DEVICES = ["t0", "t1", "t2", "t3"]
 
 
-def gw_config(tmp_path: Path, port: int, interval: str = "10ms", stop_timeout: str = "10s") -> Path:
+def gw_config(tmp_path: Path, port: int, interval: str = "10ms", stop_timeout: str = "10s",
+              write_delay: str = "0") -> Path:
     devices = "\n".join(
         f"""  - name: {name}
     driver: tmp102
@@ -40,6 +43,7 @@ mqtt:
   reconnect_max: 1
 buffer:
   path: {tmp_path}/spool.db
+  write_delay: {write_delay}
 devices:
 {devices}
 """)
@@ -102,8 +106,10 @@ def test_broker_restarts_under_load_lose_nothing(tmp_path: Path) -> None:
             broker.start()
             # The restarted broker replays its own stored backlog to the durable
             # subscriber: new messages there do not mean the gateway is back. Its log does.
-            assert wait_until(lambda k=k: gw.output().count("reconnected to") >= k, 30), \
-                gw.output()[-3000:]
+            def back(k: int = k) -> bool:
+                return gw.output().count("reconnected to") >= k
+
+            assert wait_until(back, 30), gw.output()[-3000:]
             n = len(sub.messages)
             assert sub.wait_for(lambda s, n=n: len(s.messages) > n + 50, timeout=30), gw.output()
         assert gw.stop() == 0, gw.output()
@@ -149,11 +155,15 @@ def test_sigkill_under_load_then_restart_loses_nothing(tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_sigterm_with_broker_down_delivers_after_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("write_delay", ["0", "1s"])
+def test_sigterm_with_broker_down_delivers_after_restart(tmp_path: Path, write_delay: str) -> None:
+    """With write_delay (the SD-card mode) too: what the broker did not acknowledge
+    is spooled once due, and everything is written at the stop."""
     broker = Mosquitto(tmp_path / "broker", persistent=True)
     broker.start()
     sub = durable_subscriber(broker.port)
-    cfg = gw_config(tmp_path, broker.port, interval="20ms", stop_timeout="2s")
+    cfg = gw_config(tmp_path, broker.port, interval="20ms", stop_timeout="2s",
+                    write_delay=write_delay)
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     try:
         assert sub.wait_for(lambda s: len(s.messages) > 20), gw.output()
@@ -172,6 +182,40 @@ def test_sigterm_with_broker_down_delivers_after_restart(tmp_path: Path) -> None
         assert left == 0
         wait_all(sub, last)
         check_complete(sub, last)
+    finally:
+        gw.kill()
+        sub.stop()
+        broker.stop()
+
+
+def test_write_delay_sigkill_loses_no_acknowledged_reading_and_never_repeats_a_seq(
+        tmp_path: Path) -> None:
+    """The SD-card mode's price, exactly: a SIGKILL may lose readings the broker had
+    not acknowledged, but what arrived before is complete, and seq goes on above it."""
+    broker = Mosquitto(tmp_path / "broker", persistent=True)
+    broker.start()
+    sub = durable_subscriber(broker.port)
+    cfg = gw_config(tmp_path, broker.port, write_delay="2s")
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    try:
+        assert sub.wait_for(lambda s: len(s.messages) > 200), gw.output()
+        gw.signal(signal.SIGKILL)
+        gw.wait(10)
+        settled = -1
+        while settled != len(sub.messages):  # what was on its way has arrived
+            settled = len(sub.messages)
+            time.sleep(0.5)
+        before = {d: [m.json()["seq"] for m in sub.on(f"{PREFIX}/{d}")] for d in DEVICES}
+        gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+        assert sub.wait_for(lambda s: len(s.messages) > settled + 100), gw.output()
+        assert gw.stop() == 0
+        assert "did not stop cleanly" in gw.output()
+        for d in DEVICES:
+            seqs = [m.json()["seq"] for m in sub.on(f"{PREFIX}/{d}")]
+            first = set(before[d])
+            assert first == set(range(1, max(first) + 1)), f"{d}: a gap before the kill"
+            after = set(seqs[len(before[d]):]) - first  # a resend of a held row is a dup
+            assert after and min(after) > max(first), (d, max(first), sorted(after)[:5])
     finally:
         gw.kill()
         sub.stop()

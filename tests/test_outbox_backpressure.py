@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -323,3 +324,38 @@ def test_group_commit_idle_spooler_commits_at_once_and_batches_under_load(
     finally:
         spool.gate.set()
         box.stop()
+
+
+def test_a_burst_of_readings_in_step_is_one_commit_once_learned(tmp_path: Path) -> None:
+    """Ten sensors polled in step: after the first burst the spooler waits (at most
+    SETTLE_MAX) for as many readings as the last burst had, so each burst is one
+    commit, not the first reading alone and then the rest (two fsyncs)."""
+    box = Outbox(SqliteSpool(tmp_path / "s.db"), "p")
+    box.start()
+    try:
+        def burst() -> None:
+            gate = threading.Barrier(10)
+
+            def one(i: int) -> None:
+                gate.wait()
+                box.put(Reading(f"d{i}", {"v": i}))
+
+            threads = [threading.Thread(target=one, args=(i,), name=f"burst-{i}")
+                       for i in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert box.flush()
+            time.sleep(0.05)  # idle between bursts, as between polls
+
+        burst()
+        burst()  # learned: the last burst had ten
+        before = box.stats.commits
+        for _ in range(5):
+            burst()
+        commits = box.stats.commits - before
+    finally:
+        box.stop()
+    assert box.stats.accepted == 70
+    assert commits <= 7, commits  # one per burst (two each without waiting would be 10)

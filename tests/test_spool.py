@@ -15,13 +15,14 @@ from gateway.outbox.spool import (
     ROW_OVERHEAD,
     MemorySpool,
     NewRow,
+    SpoolWriteError,
     SqliteSpool,
     row_bytes,
 )
 from gateway.reading import Reading
 
 
-def rows(device: str, seqs: range) -> list[NewRow]:
+def rows(device: str, seqs: range | list[int]) -> list[NewRow]:
     return [NewRow(device, f"p/{device}", s, f'{{"seq":{s}}}'.encode()) for s in seqs]
 
 
@@ -52,7 +53,72 @@ def test_new_spool_has_small_pages_existing_one_keeps_its_own(tmp_path: Path) ->
         db = sqlite3.connect(tmp_path / name)
         assert db.execute("PRAGMA page_size").fetchone()[0] == size
         db.close()
-    assert PAGE_SIZE == 1024
+    assert PAGE_SIZE == 2048
+
+
+def test_a_spool_of_the_earlier_schema_keeps_its_ids_and_seqs(tmp_path: Path) -> None:
+    """Files made with AUTOINCREMENT (and a seqs row per insert) by an earlier version:
+    new ids go above sqlite_sequence even when the table is empty, seqs continue."""
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL,"
+        " topic TEXT NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT NULL);"
+        "CREATE TABLE seqs (device TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO messages (device, topic, seq, payload) VALUES ('a', 't', 7, x'00');"
+        "DELETE FROM messages; INSERT INTO seqs VALUES ('a', 7);")
+    old.commit()
+    old.close()
+    spool = SqliteSpool(tmp_path / "old.db")
+    try:
+        assert spool.last_seqs() == {"a": 7}
+        assert spool.insert(rows("a", [8])).stored[0].id == 2  # sqlite_sequence said 1
+    finally:
+        spool.close()
+
+
+def test_seqs_are_kept_by_the_rows_then_by_the_table_when_a_device_drains(
+        tmp_path: Path) -> None:
+    """A commit writes a device's seq to `seqs` only when its last row is deleted; while
+    rows are there, the newest says it. Both survive a crash (no close)."""
+    spool = SqliteSpool(tmp_path / "s.db")
+    a = spool.write(rows("a", range(1, 4)) + rows("b", range(1, 3)), []).stored
+    table = sqlite3.connect(tmp_path / "s.db")
+    assert table.execute("SELECT COUNT(*) FROM seqs").fetchone()[0] == 0
+    # b's rows all acknowledged (in the transaction of a's next reading): b drains.
+    spool.write(rows("a", [4]), [m.id for m in a if m.device == "b"] + [a[0].id])
+    assert dict(table.execute("SELECT device, seq FROM seqs").fetchall()) == {"b": 2}
+    table.close()
+    del spool  # a crash: no close, no seqs written down
+    again = SqliteSpool(tmp_path / "s.db")
+    try:
+        assert again.last_seqs() == {"a": 4, "b": 2}
+        assert [m.seq for m in again.fetch(0, 10)] == [2, 3, 4]
+        assert again.count() == 3
+    finally:
+        again.close()
+
+
+def test_acks_and_inserts_commit_together_or_not_at_all(tmp_path: Path) -> None:
+    spool = SqliteSpool(tmp_path / "s.db")
+    first = spool.insert(rows("a", range(1, 4))).stored
+    frames = (tmp_path / "s.db-wal").stat().st_size
+    result = spool.write(rows("a", range(4, 6)), [first[0].id])
+    # One commit: its frames follow the last ones, and nothing else was written.
+    assert result.deleted == 1 and [m.seq for m in result.stored] == [4, 5]
+    grown = (tmp_path / "s.db-wal").stat().st_size - frames
+    assert 0 < grown <= 2 * (PAGE_SIZE + 24), grown
+    # A transaction that fails (here: an insert SQLite refuses) leaves the ack undone too.
+    other = sqlite3.connect(tmp_path / "s.db")
+    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.seq = 6 "
+                  "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    other.commit()
+    other.close()
+    with pytest.raises(SpoolWriteError):
+        spool.write(rows("a", [6]), [first[1].id])
+    assert [m.seq for m in spool.fetch(0, 10)] == [2, 3, 4, 5]
+    assert spool.count() == 4 and spool.last_seqs() == {"a": 5}
+    spool.close()
 
 
 def test_rows_survive_reopen_in_order_with_seqs(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import logging
+import sys
 from pathlib import Path
 
 from gateway.cli import EXIT_CONFIG
@@ -35,8 +36,17 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+#: The GIL's switch interval for the daemon (CPython's default is 5 ms). A thread that
+#: returns from a commit's fsync or from select() must take the GIL back from whoever
+#: holds it, waiting up to this long: the default was most of a reading's p99 latency
+#: (benchmarks/bench_latency.py; docs/small-pi.md). Threads here mostly wait, so the
+#: shorter interval costs almost nothing.
+SWITCH_INTERVAL = 0.001
+
+
 def main(args: argparse.Namespace) -> int:
     limit_malloc_arenas()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     # The config is checked here, in the main process, not by an ExecStartPre= step:
     # exit 2 is what RestartPreventExitStatus=2 keeps systemd from restarting in a loop
     # (it applies to the main process only), and print_error gives the lines `<3>`.

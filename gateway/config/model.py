@@ -196,6 +196,22 @@ class BufferSection(Section):
                      "within this window share a commit."),
     )
     commit_max_rows: int = Field(default=500, ge=1, description="Rows per commit at most.")
+    write_delay: DurationOrZero = Field(
+        default=0.0, le=60.0,
+        description=("SD-card mode (docs/small-pi.md): readings acknowledged by the broker "
+                     "within this time are never written to disk; the rest are spooled once it "
+                     "has passed (all of them while the broker is away, and all at a stop). A "
+                     "power cut or SIGKILL loses the readings of the last write_delay that the "
+                     "broker had not acknowledged. 0: every reading is committed before it "
+                     "is published."),
+    )
+
+    @model_validator(mode="after")
+    def _write_delay_needs_disk(self) -> BufferSection:
+        if self.write_delay > 0 and self.durability == "memory":
+            raise ValueError("write_delay applies to durability: disk (with durability: memory "
+                             "nothing is written anyway)")
+        return self
 
 
 # ---------------------------------------------------------------- devices

@@ -21,6 +21,7 @@ class Inbox:
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
+        self._want = 0  # a consumer in wait_len() waits for this many items
 
     def __len__(self) -> int:
         return len(self._items)
@@ -36,7 +37,7 @@ class Inbox:
             )):
                 return False
             items.append(item)
-            if len(items) == 1:
+            if len(items) == 1 or len(items) == self._want:
                 self._not_empty.notify()
             return True
 
@@ -49,6 +50,16 @@ class Inbox:
             item = self._items.popleft()
             self._not_full.notify_all()
             return item
+
+    def wait_len(self, n: int, timeout: float) -> bool:
+        """Wait up to `timeout` until at least `n` items are queued (the consumer is
+        woken once, when the n-th arrives). True if they are."""
+        with self._lock:
+            self._want = n
+            try:
+                return self._not_empty.wait_for(lambda: len(self._items) >= n, timeout)
+            finally:
+                self._want = 0
 
     def take(self, limit: int) -> list[object]:
         """Up to `limit` of the oldest items, without waiting."""

@@ -62,6 +62,10 @@ class _Flush:
 #: Group commit pacing (see Outbox._group_pause).
 PACE = 2.0
 MAX_GROUP_PAUSE = 0.01
+#: Bursts (see Outbox._settle): readings that arrive within BURST_SPAN of the first
+#: are one burst; an idle spooler waits up to SETTLE_MAX for as many as the last one had.
+BURST_SPAN = 0.005
+SETTLE_MAX = 0.002
 #: While the spool refuses writes: first retry after RETRY_MIN s, doubling up to RETRY_MAX.
 RETRY_MIN = 0.05
 RETRY_MAX = 2.0
@@ -81,12 +85,14 @@ def open_spool(
     max_bytes: int,
     when_full: str,
     sync: str = "full",
+    write_delay: float = 0.0,
 ) -> Spool:
     if durability == "memory":
         return MemorySpool(max_messages=max_messages, max_bytes=max_bytes,
                            when_full=when_full)  # type: ignore[arg-type]
     return SqliteSpool(path, max_messages=max_messages, max_bytes=max_bytes,
-                       when_full=when_full, sync=sync)  # type: ignore[arg-type]
+                       when_full=when_full, sync=sync,  # type: ignore[arg-type]
+                       write_delay=write_delay)
 
 
 class Outbox:
@@ -126,6 +132,9 @@ class Outbox:
         self._caught_up = False
         self._last_commit_end = 0.0  # monotonic; with its cost: pacing (_group_pause)
         self._last_commit_cost = 0.0
+        self._burst_start = 0.0  # monotonic: the first reading of the current burst
+        self._burst_seen = 0  # readings taken in the current burst so far
+        self._burst_expect = 0  # how many the last burst had
         self._full_since: float | None = None
         self._burst_dropped = 0
         self.stats = OutboxStats()
@@ -141,6 +150,7 @@ class Outbox:
         self._stop_at: float | None = None  # monotonic deadline of stop()
         self._stop_taken = False  # _STOP taken: everything put before it is in hand
         self._next_file_check = 0.0
+        self._flush_retry_at = 0.0  # monotonic: held rows failed to reach the disk
         self.spool_state: SpoolState = "ok"
         self.spool_error: str | None = None
         self._state_since = time.time()
@@ -303,7 +313,7 @@ class Outbox:
                 room = self.commit_max_rows - len(self._pending)
                 batch = inbox.take(room) if room > 0 and not self._stop_taken else []
             else:
-                item = inbox.get(IDENTITY_CHECK_INTERVAL)
+                item = inbox.get(self._idle_wait())
                 if item is _ACKS_WAITING:
                     # Acks alone need no commit of their own: they ride along with the next
                     # readings (10 sensors at 1 Hz: one transaction a second, not two).
@@ -311,6 +321,8 @@ class Outbox:
                     while item is _ACKS_WAITING:
                         item = inbox.get(max(0.0, until - time.monotonic()))
                 batch = [] if item is None or item is _ACKS_WAITING else [item]
+                if isinstance(item, Reading) and not self.commit_interval:
+                    self._settle()
                 if isinstance(item, Reading) and len(inbox) < self.commit_max_rows:
                     # An explicit commit window: let it fill without waking per reading; a
                     # flush or a stop cuts it short. A backlog is committed at once. Without
@@ -323,15 +335,57 @@ class Outbox:
                     batch.extend(inbox.take(self.commit_max_rows - len(batch)))
             if any(b is _STOP for b in batch):
                 self._stop_taken = True
+            if time.monotonic() - self._burst_start <= BURST_SPAN:
+                self._burst_seen += sum(isinstance(b, Reading) for b in batch)
             with self._acks_lock:
                 acked, self._acks = self._acks, []
             self._check_file()
             self._commit([b for b in batch if b is not _STOP and b is not _ACKS_WAITING], acked)
+            self._flush_due()
             if self._stop_taken and not self._pending:
                 return
             if self._stop_at is not None and time.monotonic() >= self._stop_at:
                 self._give_up_at_stop()
                 return
+
+    def _idle_wait(self) -> float:
+        """How long an idle spooler sleeps: until the next file check, or until held
+        rows (buffer.write_delay) are due on disk."""
+        due = self.spool.next_due()
+        if due is None:
+            return IDENTITY_CHECK_INTERVAL
+        due = max(due, self._flush_retry_at)
+        return min(IDENTITY_CHECK_INTERVAL, max(0.0, due - time.monotonic()) + 0.001)
+
+    def _flush_due(self) -> None:
+        """buffer.write_delay: write the held rows not acknowledged in time."""
+        now = time.monotonic()
+        if self._pending or now < self._flush_retry_at:
+            return  # the spool refuses writes: retried with backoff
+        try:
+            written = self.spool.flush_due()
+        except Exception as exc:  # noqa: BLE001 - any spool failure: they stay held
+            self._spool_failed(exc)
+            self._flush_retry_at = now + min(RETRY_MAX, RETRY_MIN * 2.0 ** min(self._failures, 10))
+            return
+        self._flush_retry_at = 0.0
+        if written:
+            self._set_state("ok", None)
+
+    def _settle(self) -> None:
+        """Sensors polled in step (10 at 1 Hz) hand in their readings within a
+        millisecond or two. An idle spooler woken by the first would commit it alone and
+        the rest in a second commit: two fsyncs, and each dirties a 4 KiB page of the
+        WAL again (docs/small-pi.md). So the spooler learns how many readings the last
+        burst had and waits, at most SETTLE_MAX, until that many are in hand: one
+        commit per burst. A lone reading (bursts of one) does not wait at all."""
+        now = time.monotonic()
+        if now - self._burst_start <= BURST_SPAN:
+            return  # within a burst, already committing
+        self._burst_expect, self._burst_start, self._burst_seen = self._burst_seen, now, 0
+        more = min(self._burst_expect, self.commit_max_rows) - 1  # this one is in hand
+        if more > 0:
+            self._inbox.wait_len(more, SETTLE_MAX)
 
     def _group_pause(self) -> float:
         """Group commit under sustained load: a reading that arrives right after a commit
@@ -394,18 +448,6 @@ class Outbox:
     def _commit_batch(self, batch: list[object], acked: list[int]) -> None:
         items = self._pending + batch
         self._pending = []
-        if acked:
-            # Deletes commit on their own: they free space even while inserts fail.
-            try:
-                self.spool.delete(acked)
-            except Exception as exc:  # noqa: BLE001 - any spool failure: kept, retried
-                with self._acks_lock:
-                    self._acks[:0] = acked
-                self._spool_failed(exc)
-            else:
-                self.stats.delivered += len(acked)
-                if not items:
-                    self._set_state("ok", None)
         rows, items = self._rows_for(items)
         later: list[object] = []
         if len(rows) > self._insert_limit:
@@ -414,19 +456,29 @@ class Outbox:
             cut = [i for i, b in enumerate(items) if isinstance(b, Reading)][self._insert_limit]
             items, later, rows = items[:cut], items[cut:], rows[:self._insert_limit]
         flushes = [b for b in items if isinstance(b, _Flush)]
-        if not rows:
-            for f in flushes:
-                f.done.set()
-            return
-        try:
-            result = self.spool.insert(rows)
-        except Exception as exc:  # noqa: BLE001 - disk errors must not kill the pipeline
-            self._pending = items + later  # in order, no seq given: retried, never dropped
-            if getattr(exc, "state", None) == "full":
-                self._insert_limit = max(1, len(rows) // 2)
-            self._inserted = False
-            self._spool_failed(exc)
-            return
+        if acked and rows and self._inserted:
+            # Acks and readings in one transaction: one fsync, each page written once.
+            try:
+                result = self.spool.write(rows, acked)
+            except Exception as exc:  # noqa: BLE001 - any spool failure: kept, retried
+                # Nothing of it happened. The deletes alone may still commit (a full disk
+                # takes no new rows but lets acknowledged ones go): they free the space.
+                self._delete_alone(acked, items)
+                self._insert_failed(items + later, rows, exc)
+                return
+            self.stats.delivered += len(acked)
+        else:
+            if acked:
+                self._delete_alone(acked, items)
+            if not rows:
+                for f in flushes:
+                    f.done.set()
+                return
+            try:
+                result = self.spool.insert(rows)
+            except Exception as exc:  # noqa: BLE001 - disk errors must not kill the pipeline
+                self._insert_failed(items + later, rows, exc)
+                return
         self._pending = later
         self._insert_limit = min(self.commit_max_rows, self._insert_limit * 2)
         self._inserted = True
@@ -453,6 +505,27 @@ class Outbox:
             self._recent.extend(result.stored)
             for cb in self._listeners:
                 cb()
+
+    def _delete_alone(self, acked: list[int], items: list[object]) -> None:
+        """Deletes in a transaction of their own: they free space even while inserts
+        fail. On failure the acks are kept for the next round."""
+        try:
+            self.spool.delete(acked)
+        except Exception as exc:  # noqa: BLE001 - any spool failure: kept, retried
+            with self._acks_lock:
+                self._acks[:0] = acked
+            self._spool_failed(exc)
+        else:
+            self.stats.delivered += len(acked)
+            if not items:
+                self._set_state("ok", None)
+
+    def _insert_failed(self, items: list[object], rows: list[NewRow], exc: Exception) -> None:
+        self._pending = items  # in order, no seq given: retried, never dropped
+        if getattr(exc, "state", None) == "full":
+            self._insert_limit = max(1, len(rows) // 2)
+        self._inserted = False
+        self._spool_failed(exc)
 
     def _rows_for(self, items: list[object]) -> tuple[list[NewRow], list[object]]:
         """Rows for the readings among `items`, with their seqs; and `items` without the

@@ -75,6 +75,8 @@ class WriteResult:
 
 
 class Spool(Protocol):
+    def next_due(self) -> float | None: ...
+    def flush_due(self, now: float | None = None) -> int: ...
     def last_seqs(self) -> dict[str, int]: ...
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult: ...
     def delete(self, ids: list[int]) -> int: ...
@@ -111,9 +113,14 @@ class _Capacity:
         return kept
 
 
+# No AUTOINCREMENT: its sqlite_sequence row is one more page in every commit's WAL
+# frames. Ids come from the spool's own counter instead (see SqliteSpool._next_id).
+# `seqs` holds a device's last seq only once no row of that device is left in
+# `messages` (and for every device at a clean close): while rows are there, the
+# newest of them says it, and a commit need not touch another page for it.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     device TEXT NOT NULL,
     topic TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -150,8 +157,8 @@ def _insert_sql(n: int) -> str:
     sql = _INSERT_SQL.get(n)
     if sql is None:
         sql = _INSERT_SQL[n] = (
-            "INSERT INTO messages (device, topic, seq, payload) VALUES "
-            + ",".join(["(?, ?, ?, ?)"] * n)
+            "INSERT INTO messages (id, device, topic, seq, payload) VALUES "
+            + ",".join(["(?, ?, ?, ?, ?)"] * n)
         )
     return sql
 
@@ -178,7 +185,7 @@ WAL_AUTOCHECKPOINT_PAGES = 128
 WAL_SIZE_LIMIT = 512 * 1024
 
 #: Page size of a new spool file (see SqliteSpool._connect).
-PAGE_SIZE = 1024
+PAGE_SIZE = 2048
 
 #: How often the spooler checks that its path still names the open file.
 IDENTITY_CHECK_INTERVAL = 5.0
@@ -199,13 +206,17 @@ def margin_bytes(page_size: int = 4096) -> int:
 
 _SIZE_SQL = ("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(device)),"
              f" 0) + {ROW_OVERHEAD} * COUNT(*) FROM messages")
+# The same per device: what a delete removes from each device's rows.
+_DEVICE_SIZE_SQL = ("SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic) + "
+                    f"LENGTH(device)) + {ROW_OVERHEAD} * COUNT(*) FROM messages")
 
 
 class SqliteSpool(_Capacity):
     """The durable spool: a SQLite database in WAL mode.
 
-    Acknowledged rows are deleted in a transaction of their own, so they free space
-    even while inserts fail (a full disk). Every failed transaction is rolled back
+    Acknowledged rows are deleted in the transaction of the next readings (`write`)
+    and, when that fails, in one of their own (`delete`), so they free space even
+    while inserts fail (a full disk). Every failed transaction is rolled back
     if SQLite left one open, its error classified (`faults.classify`) and the counts
     re-read from the file, so `count()`/`size_bytes()` always match the disk.
     """
@@ -219,10 +230,17 @@ class SqliteSpool(_Capacity):
         when_full: WhenFull = "drop_oldest",
         sync: Literal["full", "normal"] = "full",
         lease_block: int = LEASE_BLOCK,
+        write_delay: float = 0.0,
     ) -> None:
         super().__init__(max_messages, max_bytes, when_full)
         self.path = Path(path)
         self.sync = sync
+        # buffer.write_delay (the SD-card mode): accepted rows wait here, in id order,
+        # with the monotonic time they are due on disk; acked before then, never written.
+        self.write_delay = write_delay
+        self._held: OrderedDict[int, tuple[Message, float]] = OrderedDict()
+        self._held_bytes = 0
+        self._held_lock = threading.RLock()  # the spooler (hold, flush) vs fetch
         self.moved_aside: Path | None = None
         self.recreated = 0  # times the file was found missing/replaced and written anew
         self._reader_lock = threading.Lock()
@@ -248,10 +266,11 @@ class SqliteSpool(_Capacity):
         self._growth_limit: str | None = None  # why the file may not grow now
         self._identity = self._stat_identity()
         self._recount()
+        self._next_id = self._first_free_id()
         self._warn_if_little_space()
         self.lease.load()
-        self._seqs = self.lease.start_seqs(self.spool_id, dict(
-            self._db.execute("SELECT device, seq FROM seqs").fetchall()))
+        self._seqs = self.lease.start_seqs(self.spool_id, self._stored_seqs())
+        self._note_delayed_run()
         try:
             self.lease.extend(self.spool_id, self._seqs)
         except OSError as exc:  # a full disk at start: retried before the next insert
@@ -271,9 +290,11 @@ class SqliteSpool(_Capacity):
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5)
-        # A new file only (SQLite ignores it for an existing one): small pages make small
-        # WAL frames, and a commit of a few readings writes ~1 KiB per page it changes,
-        # not 4 KiB (SD card wear; docs/small-pi.md).
+        # A new file only (SQLite ignores it for an existing one). The kernel counts a
+        # commit's WAL frames in whole 4 KiB pages of its cache, each dirtied again after
+        # every fsync: 2 KiB pages hold ten readings in one frame, so a commit usually
+        # dirties one cache page (measured: 1 KiB 10.3x, 2 KiB 7.4x, 4 KiB 9.9x the
+        # payload; docs/small-pi.md).
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self.sync.upper()}")
@@ -401,11 +422,63 @@ class SqliteSpool(_Capacity):
             self._reader_db = self._connect()
         return self._reader_db
 
+    def _stored_seqs(self) -> dict[str, int]:
+        """Each device's last seq: the newest of its rows, else the `seqs` table."""
+        seqs = {str(d): int(q) for d, q in self._db.execute("SELECT device, seq FROM seqs")}
+        for d, q in self._db.execute("SELECT device, MAX(seq) FROM messages GROUP BY device"):
+            seqs[d] = max(int(q), seqs.get(d, 0))
+        return seqs
+
+    def _note_delayed_run(self) -> None:
+        """With write_delay, readings acknowledged in time never reach the file, nor do
+        their seqs: a run that ends without close() (power cut, SIGKILL) leaves the
+        file behind on seq. The marker `delayed_open` says so at the next start, and seq
+        then continues above the lease (a gap, never a seq given twice)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'delayed_open'").fetchone()
+        if row is not None and self.lease.spool_id == self.spool_id:
+            for device, ceiling in self.lease.ceilings.items():
+                self._seqs[device] = max(self._seqs.get(device, 0), ceiling)
+            log.warning(
+                "spool %s: the last run kept readings in memory (buffer.write_delay) and did "
+                "not stop cleanly; those the broker had not acknowledged are lost, and seq "
+                "continues above the lease %s so no seq is given twice", self.path,
+                self.lease.path)
+        want = self.write_delay > 0
+        if want != (row is not None):
+            self._db.execute("BEGIN IMMEDIATE")
+            if want:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) "
+                                 "VALUES ('delayed_open', '1')")
+            else:
+                self._db.execute("DELETE FROM meta WHERE key = 'delayed_open'")
+            self._db.execute("COMMIT")
+
+    def _first_free_id(self) -> int:
+        """Above every id in the table and every id handed out before a clean close
+        (and, in files made before ids were ours, sqlite_sequence's)."""
+        top = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+        if row is not None:
+            top = max(top, int(row[0]) - 1)
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+                            ).fetchone():
+            seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'"
+                                   ).fetchone()
+            if seq is not None:
+                top = max(top, int(seq[0]))
+        return top + 1
+
     # -- transactions -------------------------------------------------------------
     def _recount(self) -> None:
-        count, nbytes = self._db.execute(_SIZE_SQL).fetchone()
-        self._count: int = int(count)
-        self._bytes: int = int(nbytes)
+        per_device: dict[str, int] = {}
+        count = nbytes = 0
+        for device, n, size in self._db.execute(f"{_DEVICE_SIZE_SQL} GROUP BY device"):
+            per_device[device] = int(n)
+            count += int(n)
+            nbytes += int(size)
+        self._count: int = count
+        self._bytes: int = nbytes
+        self._rows_of: dict[str, int] = per_device
 
     def _failed(self, exc: BaseException) -> SpoolWriteError:
         """After a failed transaction: roll back what SQLite left open (a failed COMMIT
@@ -427,41 +500,116 @@ class SqliteSpool(_Capacity):
         return dict(self._seqs)
 
     def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
-        """Delete acknowledged rows (one transaction), then insert (another)."""
-        removed = self.delete(delete_ids)
-        result = self.insert(rows)
-        result.deleted = removed
-        return result
+        """Delete acknowledged rows and insert `rows` in ONE transaction (one fsync, and
+        the pages both touch are written once). If it fails, nothing of it happened:
+        the caller may then delete on its own (`delete`), which frees space on a full
+        disk where an insert cannot commit."""
+        if self.write_delay > 0:
+            return self._hold(rows, delete_ids)
+        return self._transaction(rows, delete_ids)
 
     def delete(self, ids: list[int]) -> int:
         """Delete acknowledged rows in a transaction of their own; how many there were."""
         if not ids:
             return 0
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            removed, removed_bytes = self._delete(ids)
-            db.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
-            raise self._failed(exc) from exc
-        self._count -= removed
-        self._bytes -= removed_bytes
-        return removed
+        return self.write(rows=[], delete_ids=ids).deleted
 
     def insert(self, rows: list[NewRow]) -> WriteResult:
         """One transaction: make room by the capacity policy, insert `rows`."""
+        return self.write(rows, [])
+
+    # -- buffer.write_delay: rows held in memory until due --------------------------
+    def _hold(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
+        """Accept `rows` into memory (ids and seqs given now, as on disk) and forget
+        acknowledged ones; only rows acknowledged too late are deleted on disk. Rows
+        that are due are written first: if that fails, nothing new is accepted (the
+        caller keeps `rows` waiting, without seq, as when an insert fails)."""
         result = WriteResult()
-        if not rows:
+        with self._held_lock:
+            on_disk = []
+            for i in delete_ids:
+                held = self._held.pop(i, None)
+                if held is None:
+                    on_disk.append(i)
+                else:
+                    self._held_bytes -= row_bytes(held[0])
+                    result.deleted += 1
+            if on_disk:
+                result.deleted += self._transaction([], on_disk).deleted
+            if not rows:
+                return result
+            self.flush_due()
+            if self.when_full == "reject_new":
+                keep = self.fits(rows, self.count(), self.size_bytes())
+                result.rejected = len(rows) - keep
+                rows = rows[:keep]
+            try:
+                self.lease.extend(self.spool_id, {r.device: r.seq for r in rows})
+            except OSError as exc:
+                raise self._failed(exc) from exc
+            due = time.monotonic() + self.write_delay
+            first = self._next_id
+            for i, r in enumerate(rows):
+                m = Message(first + i, r.topic, r.payload, r.device, r.seq)
+                self._held[m.id] = (m, due)
+                self._held_bytes += row_bytes(r)
+                self._seqs[r.device] = r.seq
+                result.stored.append(m)
+            self._next_id += len(rows)
+        return result
+
+    def next_due(self) -> float | None:
+        """When the oldest held row is due on disk (monotonic); None if none is held."""
+        with self._held_lock:
+            for _, due in self._held.values():
+                return due
+        return None
+
+    def flush_due(self, now: float | None = None) -> int:
+        """Write the held rows that are due (all of them with now=inf) in one
+        transaction; how many. Raises SpoolWriteError if the spool refuses them (they
+        stay held, accepted, and are tried again)."""
+        now = time.monotonic() if now is None else now
+        with self._held_lock:
+            due: list[Message] = []
+            # Once the oldest is due, those due within half a delay go with it: while the
+            # broker is away, one commit per half delay rather than one per group commit.
+            horizon = now + self.write_delay / 2
+            for m, when in self._held.values():
+                if when > (horizon if due else now) or len(due) >= 5000:
+                    break
+                due.append(m)
+            if not due:
+                return 0
+            self._transaction([NewRow(m.device, m.topic, m.seq, m.payload) for m in due], [],
+                              ids=[m.id for m in due])
+            for m in due:
+                del self._held[m.id]
+                self._held_bytes -= row_bytes(m)
+            return len(due)
+
+    def _transaction(self, rows: list[NewRow], delete_ids: list[int],
+                     ids: list[int] | None = None) -> WriteResult:
+        """One transaction. New rows get ids from the counter, or `ids` (held rows)."""
+        result = WriteResult()
+        if not rows and not delete_ids:
             return result
         db = self._db
-        newest = {r.device: r.seq for r in rows}  # each device's newest
         count, nbytes = self._count, self._bytes
+        rows_of = dict(self._rows_of)
+        emptied: set[str] = set()  # devices some of whose rows this transaction deletes
         try:
-            # The lease first: no seq is committed above what the lease file covers.
-            self.lease.extend(self.spool_id, newest)
-            self._limit_growth()
+            if rows:
+                # The lease first: no seq is committed above what the lease file covers.
+                self.lease.extend(self.spool_id, {r.device: r.seq for r in rows})
+                self._limit_growth()
             db.execute("BEGIN IMMEDIATE")
-            if self.when_full == "reject_new":
+            if delete_ids:
+                removed, removed_bytes = self._delete(delete_ids, rows_of, emptied)
+                result.deleted = removed
+                count -= removed
+                nbytes -= removed_bytes
+            if rows and self.when_full == "reject_new" and ids is None:  # held: admitted
                 keep = self.fits(rows, count, nbytes)
                 result.rejected = len(rows) - keep
                 rows = rows[:keep]
@@ -469,28 +617,32 @@ class SqliteSpool(_Capacity):
                 new_bytes = sum(row_bytes(r) for r in rows)
                 over = max(0, count + len(rows) - self.max_messages)
                 if over or nbytes + new_bytes > self.max_bytes:
-                    result.dropped, freed = self._drop_oldest(over, nbytes + new_bytes)
+                    result.dropped, freed = self._drop_oldest(
+                        over, nbytes + new_bytes, rows_of, emptied)
                     count -= result.dropped
                     nbytes -= freed
-                # One writer and AUTOINCREMENT: the new ids are consecutive.
+                row_ids = ids if ids is not None else range(
+                    self._next_id, self._next_id + len(rows))
                 cur = db.cursor()
                 for start, size in _chunks(len(rows)):
                     cur.execute(_insert_sql(size), [
-                        v for r in rows[start:start + size]
-                        for v in (r.device, r.topic, r.seq, r.payload)
+                        v for i, r in zip(row_ids[start:start + size], rows[start:start + size],
+                                          strict=True)
+                        for v in (i, r.device, r.topic, r.seq, r.payload)
                     ])
-                last = list({r.device: r.seq for r in rows}.items())
-                for start, size in _chunks(len(last)):
-                    cur.execute(_upsert_seq_sql(size),
-                                [v for item in last[start:start + size] for v in item])
-                top = db.execute("SELECT MAX(id) FROM messages").fetchone()[0]
-                first = top - len(rows) + 1
+                for r in rows:
+                    rows_of[r.device] = rows_of.get(r.device, 0) + 1
                 result.stored = [
-                    Message(first + i, r.topic, r.payload, r.device, r.seq)
-                    for i, r in enumerate(rows)
+                    Message(i, r.topic, r.payload, r.device, r.seq)
+                    for i, r in zip(row_ids, rows, strict=True)
                 ]
                 count += len(rows)
                 nbytes += new_bytes
+            # A device whose last row goes: its seq must outlive the row.
+            last = [(d, self._seqs[d]) for d in emptied if not rows_of.get(d) and d in self._seqs]
+            for start, size in _chunks(len(last)):
+                db.execute(_upsert_seq_sql(size),
+                           [v for item in last[start:start + size] for v in item])
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             failed = self._failed(exc)
@@ -499,8 +651,11 @@ class SqliteSpool(_Capacity):
                 failed = SpoolWriteError("full", f"{self._growth_limit} ({exc})")
             raise failed from exc
         self._count, self._bytes = count, nbytes
-        for m in result.stored:
-            self._seqs[m.device] = m.seq
+        self._rows_of = {d: n for d, n in rows_of.items() if n}
+        if ids is None:  # held rows: their ids and seqs were given when they were held
+            self._next_id += len(result.stored)
+            for m in result.stored:
+                self._seqs[m.device] = m.seq
         return result
 
     def _limit_growth(self) -> None:
@@ -534,22 +689,35 @@ class SqliteSpool(_Capacity):
             self._db.execute(f"PRAGMA max_page_count = {max(cap, 1)}")
             self._page_cap = cap
 
-    def _delete(self, ids: list[int]) -> tuple[int, int]:
+    def _delete(self, ids: list[int], rows_of: dict[str, int],
+                emptied: set[str]) -> tuple[int, int]:
         # Counted first, then deleted: two statements per chunk, where RETURNING would
         # step (and hand the GIL to another thread) once per row.
         removed = removed_bytes = 0
         for start in range(0, len(ids), _DELETE_CHUNK):
             chunk = ids[start:start + _DELETE_CHUNK]
             marks = ",".join("?" * len(chunk))
-            n, nbytes = self._db.execute(
-                f"{_SIZE_SQL} WHERE id IN ({marks})", chunk,
-            ).fetchone()
+            n, nbytes = self._uncount(
+                f"{_DEVICE_SIZE_SQL} WHERE id IN ({marks}) GROUP BY device", chunk,
+                rows_of, emptied)
             self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            removed += n
+            removed_bytes += nbytes
+        return removed, removed_bytes
+
+    def _uncount(self, sql: str, args: list[int], rows_of: dict[str, int],
+                 emptied: set[str]) -> tuple[int, int]:
+        """Take the rows `sql` selects (grouped by device) off the per-device counts."""
+        removed = removed_bytes = 0
+        for device, n, nbytes in self._db.execute(sql, args):
+            rows_of[device] = rows_of.get(device, 0) - int(n)
+            emptied.add(device)
             removed += int(n)
             removed_bytes += int(nbytes)
         return removed, removed_bytes
 
-    def _drop_oldest(self, over: int, total_bytes: int) -> tuple[int, int]:
+    def _drop_oldest(self, over: int, total_bytes: int, rows_of: dict[str, int],
+                     emptied: set[str]) -> tuple[int, int]:
         """Delete the oldest rows until `over` rows and enough bytes are freed."""
         need_bytes = total_bytes - self.max_bytes
         dropped = dropped_bytes = 0
@@ -566,6 +734,8 @@ class SqliteSpool(_Capacity):
                 if over - n <= 0 and need_bytes - freed <= 0:
                     break
                 cut, n, freed = row_id, n + 1, freed + size + ROW_OVERHEAD
+            self._uncount(f"{_DEVICE_SIZE_SQL} WHERE id <= ? GROUP BY device", [cut],
+                          rows_of, emptied)
             self._db.execute("DELETE FROM messages WHERE id <= ?", (cut,))
             dropped += n
             dropped_bytes += freed
@@ -582,6 +752,19 @@ class SqliteSpool(_Capacity):
             log.debug("spool checkpoint (%s): %s", mode, exc)
 
     def fetch(self, after_id: int, limit: int) -> list[Message]:
+        # Held rows (write_delay) are newer than every row on disk; the lock keeps a
+        # flush from moving rows between the two reads.
+        with self._held_lock:
+            msgs = self._fetch_disk(after_id, limit)
+            if len(msgs) < limit and self._held:
+                for m, _ in self._held.values():
+                    if m.id > after_id:
+                        msgs.append(m)
+                        if len(msgs) >= limit:
+                            break
+        return msgs
+
+    def _fetch_disk(self, after_id: int, limit: int) -> list[Message]:
         # One result row for the whole batch: the sqlite3 module releases the GIL on
         # every row it steps to, and a publisher that is behind (a backlog) would queue
         # for the GIL behind the readers once per row. Payloads travel as hex (any bytes).
@@ -597,12 +780,20 @@ class SqliteSpool(_Capacity):
         return [Message(r[0], r[1], fromhex(r[2]), r[3], r[4]) for r in rows]
 
     def count(self) -> int:
-        return int(self._count)
+        """Readings accepted and not acknowledged: on disk, and held (write_delay)."""
+        return int(self._count) + len(self._held)
 
     def size_bytes(self) -> int:
-        return int(self._bytes)
+        return int(self._bytes) + self._held_bytes
 
     def close(self) -> None:
+        if self._held:
+            try:
+                while self.flush_due(float("inf")):
+                    pass
+            except SpoolWriteError as exc:
+                log.error("spool %s: %s; the %d readings held in memory (buffer.write_delay) "
+                          "are lost at exit", self.path, exc, len(self._held))
         with self._reader_lock:
             if self._reader_db is not None:
                 self._reader_db.close()
@@ -614,8 +805,34 @@ class SqliteSpool(_Capacity):
                 log.error("spool %s was %s and cannot be written again (%s): the %d readings "
                           "in it are lost at exit", self.path, self.check_file(), exc,
                           self._count)
+        if self.check_file() is None:
+            self._write_down()
         self.checkpoint("TRUNCATE")
         self._db.close()
+
+    def _write_down(self) -> None:
+        """At a clean close: every device's seq and the next id, so the file alone says
+        where things stand (tools read `seqs`). Not needed for correctness: without it,
+        `_stored_seqs` and `_first_free_id` work the same out at the next open."""
+        last = list(self._seqs.items())
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for start, size in _chunks(len(last)):
+                self._db.execute(_upsert_seq_sql(size),
+                                 [v for item in last[start:start + size] for v in item])
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)",
+                             (str(self._next_id),))
+            if not self._held:  # everything held is on disk: the seqs above are exact
+                self._db.execute("DELETE FROM meta WHERE key = 'delayed_open'")
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            except sqlite3.Error as rb:
+                log.debug("spool rollback at close: %s", rb)
+            log.warning("spool %s: cannot record the seqs at close (%s); they are worked "
+                        "out from the rows at the next start", self.path, exc)
 
 
 class MemorySpool(_Capacity):
@@ -664,6 +881,12 @@ class MemorySpool(_Capacity):
 
     def recreate(self) -> None:
         pass
+
+    def next_due(self) -> float | None:
+        return None
+
+    def flush_due(self, now: float | None = None) -> int:
+        return 0
 
     def insert(self, rows: list[NewRow]) -> WriteResult:
         result = WriteResult()
