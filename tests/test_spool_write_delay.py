@@ -113,7 +113,7 @@ def test_outbox_spools_what_the_broker_did_not_acknowledge(tmp_path: Path) -> No
     """Through the outbox: acked readings never reach the file, unacked ones do once
     the delay has passed (the spooler wakes for them by itself)."""
     path = tmp_path / "s.db"
-    box = Outbox(SqliteSpool(path, write_delay=0.3), "p")
+    box = Outbox(SqliteSpool(path, write_delay=0.3), "p", ack_delay=0.1)
     box.start()
     try:
         for v in range(5):

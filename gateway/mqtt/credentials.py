@@ -38,6 +38,23 @@ def warn_if_others_can_read(path: Path, what: str, mode: int) -> bool:
     return False
 
 
+def read_secret_file(path: Path, what: str, *, allow_empty: bool = False) -> str:
+    """A secret kept in a file: its first line, without the line end (never logged).
+    `what` names the setting in errors; a file others can read gets a warning."""
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SecretError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SecretError(f"{what} {path} is not UTF-8 text") from None
+    warn_if_others_can_read(path, what, st.st_mode)
+    secret = text.strip("\r\n")
+    if not secret and not allow_empty:
+        raise SecretError(f"{what} {path} is empty")
+    return secret
+
+
 def read_password(cfg: Config) -> str | None:
     """The broker password from `password_file` or `password_env` (never logged)."""
     m = cfg.mqtt
@@ -49,14 +66,7 @@ def read_password(cfg: Config) -> str | None:
             raise SecretError(f"cannot read mqtt.tls.key_file {m.tls.key_file}: "
                               f"{exc.strerror}") from None
     if m.password_file is not None:
-        path = Path(m.password_file)
-        try:
-            st = path.stat()
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SecretError(f"cannot read mqtt.password_file {path}: {exc.strerror}") from None
-        warn_if_others_can_read(path, "mqtt.password_file", st.st_mode)
-        return text.strip("\r\n")
+        return read_secret_file(Path(m.password_file), "mqtt.password_file", allow_empty=True)
     if m.password_env is not None:
         value = os.environ.get(m.password_env)
         if value is None:

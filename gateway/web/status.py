@@ -17,7 +17,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 from gateway import __version__
@@ -25,7 +24,7 @@ from gateway.config.model import Config
 from gateway.config.types import parse_listen
 from gateway.health import Health
 from gateway.metrics import GatewayCollector, latency_histogram, reading_age
-from gateway.mqtt.credentials import SecretError, warn_if_others_can_read
+from gateway.mqtt.credentials import read_secret_file
 from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox
 from gateway.quantities import quantity
@@ -75,7 +74,7 @@ class StatusPage:
             routes["/metrics"] = metrics
         credentials = None
         if cfg.password_file is not None:
-            credentials = (cfg.username, read_secret(cfg.password_file))
+            credentials = (cfg.username, read_secret_file(cfg.password_file, "http.password_file"))
         elif not is_loopback(host):
             log.warning(
                 "STATUS PAGE OPEN TO THE NETWORK WITHOUT A PASSWORD: http://%s:%d/ is readable by "
@@ -180,15 +179,3 @@ def _metrics_route(gw: GatewayView) -> Route | None:
     return metrics
 
 
-def read_secret(path: Path) -> str:
-    """The basic-auth password: the file's first line (never logged)."""
-    try:
-        st = path.stat()
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SecretError(f"cannot read http.password_file {path}: {exc.strerror}") from None
-    warn_if_others_can_read(path, "http.password_file", st.st_mode)
-    password = text.strip("\r\n")
-    if not password:
-        raise SecretError(f"http.password_file {path} is empty")
-    return password
