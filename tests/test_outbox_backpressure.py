@@ -8,9 +8,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from gateway.outbox import Inbox, Outbox
 from gateway.outbox.spool import Message, SqliteSpool
 from gateway.reading import Reading
+from tests.support import wait_until
 
 JOIN = 10.0  # generous: only a hang hits it
 
@@ -359,3 +362,35 @@ def test_a_burst_of_readings_in_step_is_one_commit_once_learned(tmp_path: Path) 
         box.stop()
     assert box.stats.accepted == 70
     assert commits <= 7, commits  # one per burst (two each without waiting would be 10)
+
+
+def test_the_heap_is_given_back_once_a_backlog_is_delivered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker outage's backlog grows the heap while it is delivered; once it has
+    drained, the outbox asks glibc to give the free pages back (once per backlog)."""
+    from gateway.outbox import outbox as outbox_module
+
+    trims: list[int] = []
+
+    def trim() -> bool:
+        trims.append(1)
+        return True
+
+    monkeypatch.setattr(outbox_module, "trim_heap", trim)
+    box = Outbox(SqliteSpool(tmp_path / "s.db"), "p", ack_delay=0.05)
+    box.start()
+    try:
+        for i in range(outbox_module.BACKLOG_TRIM + 10):  # the broker is away
+            assert box.put(Reading("d", {"v": i}))
+        assert box.flush()
+        assert trims == []
+        while taken := box.take(500):  # it is back: everything is delivered
+            box.ack([m.id for m in taken])
+        assert box.put(Reading("d", {"v": -1}))  # the next commit sees the spool drained
+        assert box.flush()
+        assert wait_until(lambda: trims == [1], 10)
+        assert box.put(Reading("d", {"v": -2}))
+        assert box.flush()
+        assert trims == [1]  # once per backlog
+    finally:
+        box.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
 from gateway.config.checks import not_writable, run_as_service_hint
 from gateway.daemon import Gateway
+from gateway.libc import limit_malloc_arenas
 from gateway.logs import print_error
 from gateway.mqtt.credentials import SecretError
 from gateway.outbox.spool import SpoolError
@@ -19,21 +19,6 @@ from gateway.service.checks import deep_checks
 from gateway.service.watchdog import attach
 
 log = logging.getLogger("gateway")
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Cap glibc's per-thread malloc arenas before the threads start.
-
-    Every thread that allocates gets an arena of its own (up to 8 per core); a
-    daemon of a dozen mostly idle threads pays RSS for each. Two are plenty for
-    threads that wait (same as MALLOC_ARENA_MAX=2). No-op off glibc.
-    """
-    try:
-        libc = ctypes.CDLL(None)  # the process's own symbols: libc's mallopt on glibc
-        return bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX (malloc.h)
-    except (OSError, AttributeError) as exc:
-        log.debug("mallopt unavailable: %s", exc)
-        return False
 
 
 #: The GIL's switch interval for the daemon (CPython's default is 5 ms). A thread that

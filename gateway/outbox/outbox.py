@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from gateway.clock import default_clock
 from gateway.health import SpoolFigures
+from gateway.libc import trim_heap
 from gateway.outbox.faults import SpoolState, SpoolWriteError
 from gateway.outbox.inbox import Inbox
 from gateway.outbox.spool import (
@@ -66,6 +67,10 @@ MAX_GROUP_PAUSE = 0.01
 #: are one burst; an idle spooler waits up to SETTLE_MAX for as many as the last one had.
 BURST_SPAN = 0.005
 SETTLE_MAX = 0.002
+#: A backlog of at least BACKLOG_TRIM readings that has drained below BACKLOG_DONE:
+#: the memory its delivery used is given back (gateway.libc.trim_heap).
+BACKLOG_TRIM = 2000
+BACKLOG_DONE = 100
 #: While the spool refuses writes: first retry after RETRY_MIN s, doubling up to RETRY_MAX.
 RETRY_MIN = 0.05
 RETRY_MAX = 2.0
@@ -135,6 +140,7 @@ class Outbox:
         self._burst_start = 0.0  # monotonic: the first reading of the current burst
         self._burst_seen = 0  # readings taken in the current burst so far
         self._burst_expect = 0  # how many the last burst had
+        self._backlog_peak = 0  # the most readings the spool held since the last trim
         self._full_since: float | None = None
         self._burst_dropped = 0
         self.stats = OutboxStats()
@@ -505,6 +511,17 @@ class Outbox:
             self._recent.extend(result.stored)
             for cb in self._listeners:
                 cb()
+        self._trim_after_backlog()
+
+    def _trim_after_backlog(self) -> None:
+        """Once a backlog (a broker outage) has been delivered, give the heap its
+        delivery grew back to the system: RSS then stays flat over outages."""
+        depth = self.spool.count()
+        if depth > self._backlog_peak:
+            self._backlog_peak = depth
+        elif self._backlog_peak >= BACKLOG_TRIM and depth < BACKLOG_DONE:
+            self._backlog_peak = depth
+            trim_heap()
 
     def _delete_alone(self, acked: list[int], items: list[object]) -> None:
         """Deletes in a transaction of their own: they free space even while inserts
