@@ -56,7 +56,11 @@ _ALL = [
              precision=0),
     # A code (0 none, 1 GPS, 2 DGPS, ...), not an amount: no statistics.
     Quantity("fix_quality", None, None, "Fix quality", None, "mdi:crosshairs-gps", precision=0),
+    # GSA: 1 no fix, 2 2D, 3 3D; a code again.
+    Quantity("fix_type", None, None, "Fix type", None, "mdi:crosshairs-gps", precision=0),
     Quantity("hdop", None, None, "HDOP", precision=1),
+    Quantity("pdop", None, None, "PDOP", precision=1),
+    Quantity("vdop", None, None, "VDOP", precision=1),
     Quantity("speed_kn", "kn", "speed", "Speed", precision=1),
     # Angles average on the circle (350° and 10° give 0°, not 180°).
     Quantity("course_deg", "°", None, "Course", "measurement_angle", "mdi:compass", precision=1),

@@ -541,10 +541,13 @@ def test_announced_keys_are_what_the_driver_reads_from_the_simulated_chip(device
     assert announced == read == set(quantities_for(dev))
 
 
-@pytest.mark.parametrize("sentences", ["[GGA, RMC]", "[GGA]", "[RMC]"])
+@pytest.mark.parametrize("sentences", ["[GGA, RMC]", "[GGA]", "[RMC]", "[GNS]", "[GLL, VTG]",
+                                       "[GNS, GLL, VTG, GSA]", "[RMC, GSA]",
+                                       "[GGA, RMC, GNS, GLL, VTG, GSA]"])
 def test_announced_gps_keys_are_what_the_decoder_makes_of_the_simulated_receiver(
         sentences: str) -> None:
-    """A receiver set to send GGA only never gives speed, course or the date."""
+    """A receiver set to send GGA only never gives speed, course or the date; GLL + VTG
+    gives position, speed and course only."""
     from gateway.protocols.nmea import NmeaConfig, NmeaDecoder
     from hardware_sim.serial.gps import GpsSim, nmea_sentence
 

@@ -1,4 +1,4 @@
-"""NMEA 0183: GGA and RMC sentences from any talker (GP, GN, GL, GA, GB, BD, GQ, ...).
+"""NMEA 0183: GGA, RMC, GNS, GLL, VTG and GSA from any talker (GP, GN, GL, GA, GB, BD, GQ, ...).
 
 Sentence layout (NMEA 0183 v4.11 §5.3): `$TTSSS,f1,f2,...*HH<CR><LF>`, where
 HH is the XOR of every character between `$` and `*` as two hex digits.
@@ -9,29 +9,38 @@ Fields used (NMEA 0183 v4.11 §6.3):
   GGA  time, lat, N/S, lon, E/W, quality, satellites, HDOP, altitude, M, ...
   RMC  time, status A/V, lat, N/S, lon, E/W, speed (kn), course (°true),
        date ddmmyy, magnetic variation, E/W[, mode (v2.3+)[, navigational status (v4.1+)]]
+  GNS  time, lat, N/S, lon, E/W, mode per constellation (`AAN`), satellites, HDOP,
+       altitude, geoid separation, age, station[, navigational status (v4.1+)]
+  GLL  lat, N/S, lon, E/W, time, status A/V[, mode (v2.3+)]
+  VTG  course (°true), T, course (°magnetic), M, speed, N (knots), speed, K (km/h)
+       [, mode (v2.3+)]
+  GSA  mode M/A, fix type 1-3, 12 satellite ids, PDOP, HDOP, VDOP[, system id (v4.11)]
 
 The receiver's own "no fix" is respected. A position is published only when
 the epoch's sentences say there is one and none says there is not:
   GGA quality 1-5 (GPS, DGPS, PPS, RTK fixed, RTK float) is a fix; 0 (none),
       7 (manual input) and 8 (simulator) are not; 6 (dead reckoning, an estimate
       without satellites) is not, unless `dead_reckoning` is set.
-  RMC status A with a mode of A, D, F, P, R (or none, before v2.3) is a fix;
-      status V, or mode N (no fix), M (manual), S (simulator), E (estimated,
+  RMC and GLL status A with a mode of A, D, F, P, R (or none, before v2.3) is a
+      fix; status V, or mode N (no fix), M (manual), S (simulator), E (estimated,
       unless `dead_reckoning`) is not. NMEA 0183 v2.3 requires status V for
       every mode but A and D; receivers differ, so both fields are read.
+  GNS is a fix when one constellation's mode is (`AAN` is, `NNN` and `ENN` are not).
+  VTG mode as RMC's (no mode: VTG says nothing). GSA fix type 2 or 3 is, 1 is not.
 
 One bad field does not cost the sentence: an undecodable field is ABSENT (the
 reading lists it under `absent`) and the rest is kept. Proprietary sentences
 (`$P...`, e.g. `$PUBX`, `$PMTK`) and encapsulated ones (`!AIVDM`) are ignored.
 
 The catalog entry follows the protocol:
-`driver: nmea` — a GPS receiver speaking NMEA 0183 (GGA and/or RMC) on a serial port.
+`driver: nmea` — a GPS receiver speaking NMEA 0183 on a serial port.
 The decoder above takes plain arguments; only the entry reads the config.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -206,24 +215,84 @@ def _field(out: dict[str, Any], key: str, parse: Any, *args: Any) -> Any:
 
 
 def _position(out: dict[str, Any], f: tuple[str, ...], i: int) -> None:
-    """lat, N/S, lon, E/W at fields i..i+3; both ABSENT if either is undecodable."""
+    """lat, N/S, lon, E/W at fields i..i+3; both ABSENT if either is undecodable.
+    `position` holds the pair, so an epoch takes both from the same sentence."""
     try:
         lat = _coord(f[i], f[i + 1], 2, "N", "S")
         lon = _coord(f[i + 2], f[i + 3], 3, "E", "W")
     except NmeaError:
-        out["latitude_deg"] = out["longitude_deg"] = ABSENT
+        out["latitude_deg"] = out["longitude_deg"] = out["position"] = ABSENT
         return
     if lat is not None and lon is not None:
         out["latitude_deg"], out["longitude_deg"] = lat, lon
+        out["position"] = (lat, lon)
 
 
 #: GGA quality indicators that are a position fix (v4.11 §6.3 GGA note 2).
 FIX_QUALITIES = frozenset({1, 2, 3, 4, 5})
 DEAD_RECKONING_QUALITY = 6
-#: RMC/GLL/GNS mode indicators that are a position fix (v2.3+): autonomous, differential,
+#: RMC/GLL/GNS/VTG mode indicators that are a position fix (v2.3+): autonomous, differential,
 #: float RTK, precise, RTK. E is estimated (dead reckoning); N, M, S are not a fix.
 FIX_MODES = frozenset("ADFPR")
 DEAD_RECKONING_MODE = "E"
+#: A mode indicator as the GGA quality that means the same (v4.11 §6.3 GNS note 1 lists
+#: the same states), so a receiver sending GNS instead of GGA still gives `fix_quality`.
+MODE_QUALITY = {"N": 0, "A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8}
+#: GNS has one mode per constellation (`AAN`: GPS and GLONASS autonomous, Galileo none);
+#: the solution is as good as its best one. Every fix mode ranks before E, M, S, N.
+MODE_RANK = "RFPDAEMSN"
+#: GSA fix types (v4.11 §6.3 GSA): 1 not available, 2 2D, 3 3D.
+FIX_TYPES = frozenset({2, 3})
+GSA_FIX_TYPES = frozenset({1, 2, 3})
+KMH_PER_KN = 1.852  # one knot is one nautical mile (1852 m) per hour
+
+
+def _quality_fix(quality: Any, dead_reckoning: bool) -> bool | None:
+    """A GGA quality (or the quality of a GNS mode) as fix / no fix / unknown."""
+    if quality is None or quality is ABSENT:
+        return None
+    return bool(quality in FIX_QUALITIES or (dead_reckoning and quality == DEAD_RECKONING_QUALITY))
+
+
+def _mode_fix(mode: str, dead_reckoning: bool) -> bool:
+    return mode in FIX_MODES or (dead_reckoning and mode == DEAD_RECKONING_MODE)
+
+
+def _status_fix(status: str, mode: str, dead_reckoning: bool) -> bool | None:
+    """RMC/GLL status A/V with the mode indicator ('' before v2.3). NMEA 0183 v2.3 requires
+    status V for every mode but A and D; receivers differ, so both fields are read."""
+    if status not in ("A", "V"):
+        return None  # unreadable status: this sentence says nothing either way
+    if status == "V":
+        return False
+    return mode == "" or _mode_fix(mode[0], dead_reckoning)
+
+
+def _gns_quality(value: str) -> int | None:
+    """GNS mode indicators, one per constellation -> the GGA quality of the best one."""
+    if value == "":
+        return None
+    if not all(c in MODE_QUALITY for c in value):
+        raise NmeaError(f"bad mode indicator {value!r}")
+    return MODE_QUALITY[min(value, key=MODE_RANK.index)]
+
+
+def _fix_type(value: str) -> int | None:
+    t = _int(value, "fix type")
+    if t is not None and t not in GSA_FIX_TYPES:
+        raise NmeaError(f"bad fix type {value!r}")
+    return t
+
+
+def _speed_kmh(value: str) -> float | None:
+    """A speed in km/h (VTG) as knots, the unit every reading carries."""
+    kmh = _float(value, "speed")
+    return None if kmh is None else kmh / KMH_PER_KN
+
+
+def _timed(value: str) -> dict[str, Any]:
+    t = _time(value)
+    return {} if t is None else {"time": t}
 
 
 def decode_gga(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
@@ -231,12 +300,26 @@ def decode_gga(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
     the position keys are present only with a fix."""
     _need(s, 9)
     f = s.fields
-    t = _time(f[0])
-    out: dict[str, Any] = {} if t is None else {"time": t}
+    out = _timed(f[0])
     quality = _field(out, "fix_quality", _int, f[5], "fix quality")
-    fix = None if quality is None or quality is ABSENT else (
-        quality in FIX_QUALITIES or (dead_reckoning and quality == DEAD_RECKONING_QUALITY))
-    out["fix"] = fix
+    out["fix"] = fix = _quality_fix(quality, dead_reckoning)
+    _field(out, "satellites", _int, f[6], "satellites")
+    _field(out, "hdop", _float, f[7], "hdop")
+    if fix:
+        _position(out, f, 1)
+        _field(out, "altitude_m", _float, f[8], "altitude")
+    return out
+
+
+def decode_gns(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
+    """GNS: the multi-constellation GGA (time, position, a mode per constellation,
+    satellites, HDOP, altitude, ...[, navigational status (v4.1+)]). The modes give
+    `fix_quality` as GGA would: `AAN` is 1 (autonomous), `NNN` 0 (no fix)."""
+    _need(s, 9)
+    f = s.fields
+    out = _timed(f[0])
+    quality = _field(out, "fix_quality", _gns_quality, f[5])
+    out["fix"] = fix = _quality_fix(quality, dead_reckoning)
     _field(out, "satellites", _int, f[6], "satellites")
     _field(out, "hdop", _float, f[7], "hdop")
     if fix:
@@ -249,18 +332,9 @@ def decode_rmc(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
     """RMC: recommended minimum (position, speed, course, date)."""
     _need(s, 9)
     f = s.fields
-    t = _time(f[0])
-    out: dict[str, Any] = {} if t is None else {"time": t}
+    out = _timed(f[0])
     _field(out, "date", _date, f[8])
-    status = f[1]
-    mode = f[11] if len(f) > 11 else ""
-    if status not in ("A", "V"):
-        fix = None  # unreadable status: this sentence says nothing either way
-    elif status == "V" or mode[:1] in ("N", "M", "S"):
-        fix = False
-    else:
-        fix = mode == "" or mode[0] in FIX_MODES or (dead_reckoning and mode[0] == DEAD_RECKONING_MODE)
-    out["fix"] = fix
+    out["fix"] = fix = _status_fix(f[1], f[11] if len(f) > 11 else "", dead_reckoning)
     if fix:
         _position(out, f, 2)
         _field(out, "speed_kn", _float, f[6], "speed")
@@ -268,27 +342,97 @@ def decode_rmc(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
     return out
 
 
-DECODERS = {"GGA": decode_gga, "RMC": decode_rmc}
+def decode_gll(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
+    """GLL: position, time, status A/V[, mode (v2.3+)] — the position of RMC, nothing else."""
+    _need(s, 6)
+    f = s.fields
+    out = _timed(f[4])
+    out["fix"] = fix = _status_fix(f[5], f[6] if len(f) > 6 else "", dead_reckoning)
+    if fix:
+        _position(out, f, 0)
+    return out
+
+
+def decode_vtg(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
+    """VTG: course (true, magnetic), speed (knots, km/h)[, mode (v2.3+)]. No time."""
+    _need(s, 8)
+    f = s.fields
+    mode = f[8] if len(f) > 8 else ""
+    out: dict[str, Any] = {"fix": None if mode == "" else _mode_fix(mode[0], dead_reckoning)}
+    if out["fix"] is not False:
+        _field(out, "course_deg", _float, f[0], "course")
+        if _field(out, "speed_kn", _float, f[4], "speed") is None:
+            _field(out, "speed_kn", _speed_kmh, f[6])  # only km/h given
+    return out
+
+
+def decode_gsa(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
+    """GSA: mode M/A, fix type 1-3, up to 12 satellites used, PDOP, HDOP, VDOP
+    [, system id (v4.11)]. No time. `satellites` counts the listed ones."""
+    _need(s, 17)
+    f = s.fields
+    out: dict[str, Any] = {}
+    fix_type = _field(out, "fix_type", _fix_type, f[1])
+    out["fix"] = None if fix_type is None or fix_type is ABSENT else fix_type in FIX_TYPES
+    out["satellites"] = sum(1 for prn in f[2:14] if prn != "")
+    for key, i in (("pdop", 14), ("hdop", 15), ("vdop", 16)):
+        _field(out, key, _float, f[i], key)
+    if len(f) > 17:
+        _field(out, "system_id", _int, f[17], "system id")  # read, not published
+    return out
+
+
+DECODERS = {"GGA": decode_gga, "RMC": decode_rmc, "GNS": decode_gns, "GLL": decode_gll,
+            "VTG": decode_vtg, "GSA": decode_gsa}
+#: Sentences that carry the epoch's UTC time. VTG and GSA have none: they belong to the
+#: epoch in progress (receivers send them after that epoch's RMC or GGA).
+TIMED = frozenset({"GGA", "RMC", "GNS", "GLL"})
 #: The keys a fix can carry from each sentence (gps_time needs RMC's date).
 SENTENCE_KEYS: dict[str, tuple[str, ...]] = {
     "GGA": ("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "satellites", "hdop"),
     "RMC": ("latitude_deg", "longitude_deg", "speed_kn", "course_deg", "gps_time"),
+    "GNS": ("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "satellites", "hdop"),
+    "GLL": ("latitude_deg", "longitude_deg"),
+    "VTG": ("speed_kn", "course_deg"),
+    "GSA": ("fix_type", "satellites", "hdop", "pdop", "vdop"),
 }
-#: The combined-solution talker: its GGA/RMC win over per-constellation ones (GP, GL, ...).
+#: Where several sentences of an epoch give a key, the first of these with a usable
+#: value wins. They should agree; the richer sentence comes first: GGA before GNS (the
+#: same fields, and GGA is what a GGA+RMC receiver always published), RMC before GLL and
+#: VTG (RMC also has the date), GGA/GNS before GSA (GSA lists at most 12 satellites).
+PRECEDENCE: dict[str, tuple[str, ...]] = {
+    "fix_quality": ("GGA", "GNS"),
+    "fix_type": ("GSA",),
+    "position": ("GGA", "GNS", "RMC", "GLL"),
+    "altitude_m": ("GGA", "GNS"),
+    "satellites": ("GGA", "GNS", "GSA"),
+    "hdop": ("GGA", "GNS", "GSA"),
+    "pdop": ("GSA",),
+    "vdop": ("GSA",),
+    "speed_kn": ("RMC", "VTG"),
+    "course_deg": ("RMC", "VTG"),
+}
+#: The combined-solution talker: its sentences win over per-constellation ones (GP, GL, ...).
 COMBINED = "GN"
+#: An epoch holds at most this many sentences (a receiver that sends no time, or the same
+#: time forever, would otherwise grow it without end): then it is finished.
+MAX_EPOCH_SENTENCES = 256
+
+Part = tuple[str, str, dict[str, Any]]
 
 
 @dataclass
 class NmeaDecoder:
     """Turns a stream of sentences into one fix per epoch, counting what it rejects.
 
-    An epoch is every GGA/RMC with the same UTC time (compared as a number, so
-    `130711` and `130711.00` are one epoch), from any talker. It is complete when
-    the next epoch starts or, once the receiver's pattern is known (two epochs in
-    a row brought the same set of talker + sentence), as soon as that set has
+    An epoch is every GGA/RMC/GNS/GLL with the same UTC time (compared as a number,
+    so `130711` and `130711.00` are one epoch), from any talker, with the VTG and
+    GSA sentences that follow them. It is complete when the next epoch starts or,
+    once the receiver's pattern is known (two epochs in a row brought the same
+    sentences: talker + kind, how many of each), as soon as that pattern has
     arrived, so readings are not held back one epoch. A sentence arriving for an
-    epoch already published is counted (`late_sentences`) and waited for from
-    then on, never published twice.
+    epoch already published is counted (`late_sentences`) and waited for from then
+    on, never published twice.
     """
 
     counters: dict[str, int] = field(default_factory=dict)
@@ -302,14 +446,16 @@ class NmeaDecoder:
     #: row costs that sentence once, when it comes back (`late_sentences`).
     early: bool = True
     _epoch: float | None = None
-    _parts: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    #: The (talker, kind) set of every epoch, once two epochs in a row agreed on it.
-    _expected: set[tuple[str, str]] = field(default_factory=set)
-    _previous: set[tuple[str, str]] = field(default_factory=set)
+    _parts: list[Part] = field(default_factory=list)
+    #: The (talker, kind) counts of every epoch, once two epochs in a row agreed on them.
+    _expected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _previous: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: The epoch published last: its time and what it was made of (late sentences too).
     _done: float | None = None
+    _done_seen: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def _count(self, key: str) -> None:
-        self.counters[key] = self.counters.get(key, 0) + 1
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
 
     def feed(self, line: bytes | str) -> list[dict[str, Any]]:
         """One sentence in; zero or more completed fixes out."""
@@ -336,37 +482,60 @@ class NmeaDecoder:
         self._count("sentences")
         if any(v is ABSENT for v in values.values()):
             self._count("bad_fields")
-        text = values.get("time")
-        epoch = None if text is None else seconds_of_day(text)
+        key = (s.talker, s.kind)
         out: list[dict[str, Any]] = []
-        if epoch is not None and epoch == self._done:
-            self._count("late_sentences")
-            if self._expected:
-                self._expected.add((s.talker, s.kind))  # the pattern grew: wait for it too
-            return out
-        if self._parts and epoch != self._epoch:
-            seen = {(t, k) for t, k, _ in self._parts}
-            if not self._expected and seen == self._previous:
-                self._expected = seen  # the same set twice in a row: the pattern is known
-            self._previous = seen
-            out.append(self._finish())
-        self._epoch = epoch
+        if s.kind not in TIMED:
+            if not self._parts and self._expected:
+                # Its epoch looked complete and was published: the pattern has more.
+                self._late(key)
+                return out
+            # The epoch in progress; before the first timed sentence, the one that follows.
+        else:
+            text = values.get("time")
+            epoch = None if text is None else seconds_of_day(text)
+            if epoch is not None and epoch == self._done:
+                self._late(key)
+                return out
+            if self._parts and epoch != self._epoch and any(k in TIMED for _, k, _ in self._parts):
+                seen = self._seen()
+                if not self._expected and seen == self._previous:
+                    self._expected = seen  # the same sentences twice in a row: the pattern
+                self._previous = seen
+                out += self._finish()
+            self._epoch = epoch
         self._parts.append((s.talker, s.kind, values))
-        if self.early and self._expected and {(t, k) for t, k, _ in self._parts} >= self._expected:
-            out.append(self._finish())
+        if len(self._parts) >= MAX_EPOCH_SENTENCES or (
+                self.early and self._expected and self._seen() >= self._expected):
+            out += self._finish()
         return out
 
     def flush(self) -> list[dict[str, Any]]:
         """The epoch in progress, if any (end of input)."""
-        return [self._finish()] if self._parts else []
+        return self._finish()
 
-    def _finish(self) -> dict[str, Any]:
+    def _seen(self) -> Counter[tuple[str, str]]:
+        return Counter((t, k) for t, k, _ in self._parts)
+
+    def _late(self, key: tuple[str, str]) -> None:
+        self._count("late_sentences")
+        self._done_seen[key] += 1
+        if self._expected:  # the pattern grew: wait for it too
+            self._expected[key] = max(self._expected[key], self._done_seen[key])
+
+    def _finish(self) -> list[dict[str, Any]]:
+        if not self._parts:
+            return []
+        self._done_seen = self._seen()
         parts, self._parts = self._parts, []
         self._done = self._epoch
-        return merge_epoch(parts)
+        if not any(k in TIMED for _, k, _ in parts):
+            # Only VTG/GSA, no sentence with a time (or a position) to place them in.
+            self._count("unplaced_sentences", len(parts))
+            return []
+        return [merge_epoch(parts)]
 
 
-def _primary(parts: list[tuple[str, str, dict[str, Any]]], kind: str) -> dict[str, Any] | None:
+def _primary(parts: list[Part], kind: str) -> dict[str, Any] | None:
     """The combined (GN) sentence of a kind if the epoch has one, else the first."""
     found = [(t, v) for t, k, v in parts if k == kind]
     for talker, values in found:
@@ -375,53 +544,90 @@ def _primary(parts: list[tuple[str, str, dict[str, Any]]], kind: str) -> dict[st
     return found[0][1] if found else None
 
 
-def merge_epoch(parts: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
-    """One reading from an epoch's GGA/RMC sentences (any talkers).
+def _satellites(parts: list[Part], kind: str) -> Any:
+    """Satellites used by the epoch's GGAs (or GNSs, GSAs): the combined talker's if it
+    sent this kind, else the sum over the constellations' (GPGGA 8 + GLGGA 2 use 10).
+    A u-blox receiver sends one GNGSA per constellation: those are summed too."""
+    found = [(t, v.get("satellites")) for t, k, v in parts if k == kind]
+    if any(t == COMBINED for t, _ in found):
+        found = [(t, n) for t, n in found if t == COMBINED]
+    known = [n for _, n in found if n is not None]
+    if not known:
+        return None
+    return ABSENT if ABSENT in known else sum(known)
 
-    Quality, HDOP, altitude and the position come from the combined GN sentence
-    when there is one, else from the first. Satellites: the GN GGA's (it counts
-    the satellites of the combined solution), else the sum over the talkers'
-    GGAs (a receiver that sends GPGGA 8 + GLGGA 2 uses 10). The position is
-    published only when the receiver says it has a fix and nothing in the epoch
-    says it has not (e.g. GGA quality 0 with RMC status A: no position).
+
+def _best_fix_type(parts: list[Part]) -> Any:
+    """The best GSA fix type of the epoch: a constellation without satellites in use
+    may say 1 (no fix) while the solution, from the others, is 3D."""
+    types = [v["fix_type"] for _, k, v in parts if k == "GSA" and "fix_type" in v]
+    known = [t for t in types if t is not ABSENT]
+    return max(known) if known else (ABSENT if types else None)
+
+
+def _pick(key: str, sources: list[dict[str, Any] | None]) -> Any:
+    """The first usable value of `key`; ABSENT if the only ones there were undecodable."""
+    absent = False
+    for values in sources:
+        if values is not None and key in values:
+            if values[key] is not ABSENT:
+                return values[key]
+            absent = True
+    return ABSENT if absent else None
+
+
+def _view(parts: list[Part], kind: str) -> dict[str, Any] | None:
+    """What the epoch's sentences of one kind say: the primary one's values, with the
+    satellites of all of them (`_satellites`) and, for GSA, the best fix type."""
+    primary = _primary(parts, kind)
+    if primary is None:
+        return None
+    view = dict(primary)
+    view.pop("satellites", None)
+    satellites = _satellites(parts, kind)
+    if satellites is not None:
+        view["satellites"] = satellites
+    if kind == "GSA":
+        view.pop("fix_type", None)
+        fix_type = _best_fix_type(parts)
+        if fix_type is not None:
+            view["fix_type"] = fix_type
+        view["fix"] = fix_type in FIX_TYPES if isinstance(fix_type, int) else None
+    return view
+
+
+def merge_epoch(parts: list[Part]) -> dict[str, Any]:
+    """One reading from an epoch's sentences (any talkers).
+
+    Each kind speaks through its combined GN sentence when the epoch has one, else
+    its first (`_view`); across kinds, PRECEDENCE says which wins. The position (and
+    altitude, speed, course) is published only when the receiver says it has a fix
+    and nothing in the epoch says it has not (e.g. GGA quality 0 with RMC status A,
+    or GSA fix type 1: no position).
     """
-    gga = _primary(parts, "GGA")
-    rmc = _primary(parts, "RMC")
-    said = [v["fix"] for v in (gga, rmc) if v is not None and v["fix"] is not None]
+    views = {kind: _view(parts, kind) for kind in DECODERS}
+    said = [v["fix"] for v in views.values() if v is not None and v["fix"] is not None]
     fix = bool(said) and all(said)
-    out: dict[str, Any] = {}
-    if gga is not None:
-        for key in ("fix_quality", "hdop"):
-            if key in gga:
-                out[key] = gga[key]
-        has_combined = any(t == COMBINED and k == "GGA" for t, k, _ in parts)
-        counts = {t: v.get("satellites") for t, k, v in parts if k == "GGA"}
-        if has_combined:
-            counts = {COMBINED: counts[COMBINED]}
-        known = [c for c in counts.values() if c is not None]
-        if known:
-            out["satellites"] = ABSENT if ABSENT in known else sum(known)
-    if fix:
-        for source in (gga, rmc):
-            if source is not None and source["fix"] and "latitude_deg" in source:
-                out["latitude_deg"] = source["latitude_deg"]
-                out["longitude_deg"] = source["longitude_deg"]
-                break
-        if gga is not None and "altitude_m" in gga:
-            out["altitude_m"] = gga["altitude_m"]
-        if rmc is not None:
-            for key in ("speed_kn", "course_deg"):
-                if key in rmc:
-                    out[key] = rmc[key]
+    values: dict[str, Any] = {}
+    for key, kinds in PRECEDENCE.items():
+        if key in ("position", "altitude_m", "speed_kn", "course_deg") and not fix:
+            continue
+        value = _pick(key, [views[k] for k in kinds])
+        if key != "position":
+            values[key] = value
+        elif value is not None:
+            values["latitude_deg"], values["longitude_deg"] = (
+                (ABSENT, ABSENT) if value is ABSENT else value)
+    rmc = views["RMC"]
     if rmc is not None and "date" in rmc and "time" in rmc:
         date = rmc["date"]
-        out["gps_time"] = ABSENT if date is ABSENT else f"{date}T{rmc['time']}Z"
-    return {k: out[k] for k in KEY_ORDER if k in out}
+        values["gps_time"] = ABSENT if date is ABSENT else f"{date}T{rmc['time']}Z"
+    return {k: values[k] for k in KEY_ORDER if values.get(k) is not None}
 
 
 #: The order of a reading's keys (what `watch` and the README show).
-KEY_ORDER = ("fix_quality", "latitude_deg", "longitude_deg", "altitude_m", "satellites", "hdop",
-             "speed_kn", "course_deg", "gps_time")
+KEY_ORDER = ("fix_quality", "fix_type", "latitude_deg", "longitude_deg", "altitude_m",
+             "satellites", "hdop", "pdop", "vdop", "speed_kn", "course_deg", "gps_time")
 
 
 # -- the catalog entry ------------------------------------------------------------
@@ -439,10 +645,12 @@ class NmeaConfig(SerialDevice):
     silence_timeout: Duration = Field(
         default=10.0, description="No valid sentence for this long marks the device failing.",
     )
-    sentences: list[Literal["GGA", "RMC"]] = Field(
-        default=["GGA", "RMC"], min_length=1,
-        description="Sentences the receiver sends: GGA (position, altitude, fix quality, "
-        "satellites, HDOP), RMC (position, speed, course, UTC date and time). Others are ignored.",
+    sentences: list[Literal["GGA", "RMC", "GNS", "GLL", "VTG", "GSA"]] = Field(
+        default=["GGA", "RMC", "GNS", "GLL", "VTG", "GSA"], min_length=1,
+        description="Sentences the receiver sends: GGA or GNS (position, altitude, fix quality, "
+        "satellites, HDOP), RMC (position, speed, course, UTC date and time), GLL (position), "
+        "VTG (speed, course), GSA (fix type, satellites, PDOP, HDOP, VDOP). Others are ignored; "
+        "list only what the receiver sends, so Home Assistant announces only what it gets.",
     )
     dead_reckoning: bool = Field(
         default=False,
@@ -454,6 +662,8 @@ class NmeaConfig(SerialDevice):
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("each sentence at most once")
+        if not TIMED & set(v):
+            raise ValueError("needs GGA, RMC, GNS or GLL (VTG and GSA carry no time)")
         return v
 
 
@@ -472,11 +682,11 @@ def _publishes(cfg: NmeaConfig) -> tuple[str, ...]:
 
 SPEC = DeviceSpec(
     driver="nmea",
-    summary="GPS receiver (NMEA 0183 GGA/RMC)",
+    summary="GPS receiver (NMEA 0183 GGA/RMC/GNS/GLL/VTG/GSA)",
     kind="serial",
     config=NmeaConfig,
-    quantities=("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "satellites",
-                "hdop", "speed_kn", "course_deg", "gps_time"),
+    quantities=("latitude_deg", "longitude_deg", "altitude_m", "fix_quality", "fix_type",
+                "satellites", "hdop", "pdop", "vdop", "speed_kn", "course_deg", "gps_time"),
     make_stream=_make_stream,
     reference="NMEA 0183 v4.11",
     model="NMEA 0183 GPS receiver",

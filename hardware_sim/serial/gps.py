@@ -1,4 +1,6 @@
-"""A GPS receiver driving in a circle, sending GGA + RMC (the device's `sentences`) per epoch.
+"""A GPS receiver driving in a circle, sending the device's `sentences` per epoch.
+
+In a u-blox receiver's order: RMC, VTG, GGA, GNS, GSA, GLL (whichever are configured).
 
 sim settings (all optional):
   rate_hz: 1            epochs per second
@@ -100,15 +102,32 @@ class GpsSim(PtyDevice):
         la, south = _coord(lat, 2)
         lo, west = _coord(lon, 3)
         ns, ew = ("S" if south else "N"), ("W" if west else "E")
+        hms = hhmmss
         if self.fix:
-            gga = (f"{self.talker}GGA,{hhmmss},{la},{ns},{lo},{ew},1,{self.satellites:02d},"
-                   f"{self.hdop:.1f},{self.altitude_m:.1f},M,46.9,M,,")
-            rmc = (f"{self.talker}RMC,{hhmmss},A,{la},{ns},{lo},{ew},{self.speed_kn:.1f},"
-                   f"{course:.1f},{ddmmyy},,,A")
+            pos = f"{la},{ns},{lo},{ew}"
+            bodies = {
+                "RMC": f"RMC,{hms},A,{pos},{self.speed_kn:.1f},{course:.1f},{ddmmyy},,,A",
+                "VTG": f"VTG,{course:.1f},T,,M,{self.speed_kn:.1f},N,"
+                       f"{self.speed_kn * 1.852:.1f},K,A",
+                "GGA": f"GGA,{hms},{pos},1,{self.satellites:02d},{self.hdop:.1f},"
+                       f"{self.altitude_m:.1f},M,46.9,M,,",
+                "GNS": f"GNS,{hms},{pos},AN,{self.satellites:02d},{self.hdop:.1f},"
+                       f"{self.altitude_m:.1f},46.9,,,V",
+                "GSA": "GSA,A,3," + ",".join(f"{i + 1:02d}" if i < min(self.satellites, 12)
+                                             else "" for i in range(12))
+                       + f",{self.hdop * 1.5:.1f},{self.hdop:.1f},{self.hdop * 1.2:.1f}",
+                "GLL": f"GLL,{pos},{hms},A,A",
+            }
         else:
-            gga = f"{self.talker}GGA,{hhmmss},,,,,0,00,99.9,,M,,M,,"
-            rmc = f"{self.talker}RMC,{hhmmss},V,,,,,,,{ddmmyy},,,N"
-        return [body for kind, body in (("GGA", gga), ("RMC", rmc)) if kind in self.kinds]
+            bodies = {
+                "RMC": f"RMC,{hms},V,,,,,,,{ddmmyy},,,N",
+                "VTG": "VTG,,T,,M,,N,,K,N",
+                "GGA": f"GGA,{hms},,,,,0,00,99.9,,M,,M,,",
+                "GNS": f"GNS,{hms},,,,,NN,00,99.9,,,,,V",
+                "GSA": "GSA,A,1,,,,,,,,,,,,,99.9,99.9,99.9",
+                "GLL": f"GLL,,,,,{hms},V,N",
+            }
+        return [self.talker + body for kind, body in bodies.items() if kind in self.kinds]
 
     def tick(self) -> bytes:
         self.epochs += 1
