@@ -122,6 +122,13 @@ class EpochPlan:
     speed: str
     course: str
     vtg_kmh_only: bool
+    #: What GNS, GLL and VTG say where they overlap GGA and RMC: the same values, or
+    #: (rarely, in a real receiver) others, so which sentence wins is tested too.
+    gns_altitude: str
+    gns_hdop: str
+    gll_pos: Position
+    vtg_speed: str
+    vtg_course: str
     gsa: list[GsaPlan]
     empty_position: bool
     placeholder: bool
@@ -141,11 +148,20 @@ def dates(draw: st.DrawFn) -> str:
 MODES = "ADEFMNPRS"
 
 
+altitudes = st.integers(-4000, 90000).map(lambda v: f"{v / 10:.1f}")
+hdops = st.sampled_from(["", "0.9", "1.23", "99.99", "25.5"])
+
+
 @st.composite
 def epoch_plans(draw: st.DrawFn, centis: int, talkers: list[str]) -> EpochPlan:
+    def maybe_other(same: Any, other: st.SearchStrategy[Any]) -> Any:
+        return draw(other) if draw(st.booleans()) else same
+
+    altitude, hdop, pos = draw(altitudes), draw(hdops), draw(positions)
+    speed, course = draw(optional_number), draw(optional_number)
     return EpochPlan(
         centis=centis,
-        pos=draw(positions),
+        pos=pos,
         quality=draw(st.integers(0, 8)),
         status=draw(st.sampled_from("AV")),
         mode=draw(st.sampled_from(MODES)),
@@ -154,11 +170,16 @@ def epoch_plans(draw: st.DrawFn, centis: int, talkers: list[str]) -> EpochPlan:
         date=draw(dates()),
         nav_status=draw(st.sampled_from("SCUV")),
         satellites={t: draw(st.integers(0, 40)) for t in talkers},
-        hdop=draw(st.sampled_from(["", "0.9", "1.23", "99.99", "25.5"])),
-        altitude=draw(st.integers(-4000, 90000).map(lambda v: f"{v / 10:.1f}")),
-        speed=draw(optional_number),
-        course=draw(optional_number),
+        hdop=hdop,
+        altitude=altitude,
+        speed=speed,
+        course=course,
         vtg_kmh_only=draw(st.booleans()),
+        gns_altitude=maybe_other(altitude, altitudes | st.just("")),
+        gns_hdop=maybe_other(hdop, hdops),
+        gll_pos=maybe_other(pos, positions),
+        vtg_speed=maybe_other(speed, optional_number),
+        vtg_course=maybe_other(course, optional_number),
         gsa=draw(st.lists(gsa_plans, min_size=1, max_size=3)),
         empty_position=draw(st.integers(0, 5)) == 0,
         placeholder=draw(st.booleans()),
@@ -233,17 +254,21 @@ def sentence(talker: str, kind: str, e: EpochPlan, layout: Layout, i: int) -> st
             fields.append(e.nav_status)
         return nmea(f"{talker}RMC," + ",".join(fields))
     if kind == "GLL":
+        if lat and lat != "8960.000000":
+            q = e.gll_pos
+            lat, ns, lon, ew = q.lat, q.ns, q.lon, q.ew
         return nmea(",".join([f"{talker}GLL", lat, ns, lon, ew, t, e.status, *mode]))
     if kind == "GNS":
-        fields = [t, lat, ns, lon, ew, e.gns_mode, f"{e.satellites[talker]:02d}", e.hdop,
-                  e.altitude, "46.9", "", ""]
+        fields = [t, lat, ns, lon, ew, e.gns_mode, f"{e.satellites[talker]:02d}", e.gns_hdop,
+                  e.gns_altitude, "46.9", "", ""]
         if layout.since("4.1"):
             fields.append(e.nav_status)
         return nmea(f"{talker}GNS," + ",".join(fields))
     if kind == "VTG":
-        knots = "" if e.vtg_kmh_only and e.speed else e.speed
-        kmh = f"{float(e.speed) * 1.852:.2f}" if e.speed else ""
-        return nmea(",".join([f"{talker}VTG", e.course, "T", "", "M", knots, "N", kmh, "K", *mode]))
+        knots = "" if e.vtg_kmh_only and e.vtg_speed else e.vtg_speed
+        kmh = f"{float(e.vtg_speed) * 1.852:.2f}" if e.vtg_speed else ""
+        return nmea(",".join([f"{talker}VTG", e.vtg_course, "T", "", "M", knots, "N", kmh, "K",
+                              *mode]))
     if kind == "GSA":
         g = e.gsa[i % len(e.gsa)]
         prns = [f"{n + 1:02d}" if n < g.prns else "" for n in range(12)]

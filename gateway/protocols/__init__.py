@@ -1,7 +1,7 @@
 """Pure serial protocols: bytes on a line <-> records. No I/O, no threads.
 
 - `framer`: split a byte stream into lines with a hard cap on line length.
-- `nmea`: NMEA 0183 GGA/RMC sentences with checksum verification.
+- `nmea`: NMEA 0183 GGA/RMC/GNS/GLL/VTG/GSA sentences with checksum verification.
 - `lines`: one record per line (json, csv, kv) from a microcontroller.
 - `modbus`: Modbus register-map decoding and CRC-16/MODBUS (the transport is pymodbus).
 

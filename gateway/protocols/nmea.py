@@ -235,8 +235,8 @@ DEAD_RECKONING_QUALITY = 6
 #: float RTK, precise, RTK. E is estimated (dead reckoning); N, M, S are not a fix.
 FIX_MODES = frozenset("ADFPR")
 DEAD_RECKONING_MODE = "E"
-#: A mode indicator as the GGA quality that means the same (v4.11 §6.3 GNS note 1 lists
-#: the same states), so a receiver sending GNS instead of GGA still gives `fix_quality`.
+#: A mode indicator as the GGA quality that names the same state, so a receiver sending
+#: GNS instead of GGA still gives `fix_quality`.
 MODE_QUALITY = {"N": 0, "A": 1, "D": 2, "P": 3, "R": 4, "F": 5, "E": 6, "M": 7, "S": 8}
 #: GNS has one mode per constellation (`AAN`: GPS and GLONASS autonomous, Galileo none);
 #: the solution is as good as its best one. Every fix mode ranks before E, M, S, N.
@@ -295,13 +295,10 @@ def _timed(value: str) -> dict[str, Any]:
     return {} if t is None else {"time": t}
 
 
-def decode_gga(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
-    """GGA: position fix. `fix` is True/False per the quality field (None if empty);
-    the position keys are present only with a fix."""
-    _need(s, 9)
-    f = s.fields
-    out = _timed(f[0])
-    quality = _field(out, "fix_quality", _int, f[5], "fix quality")
+def _fix_data(f: tuple[str, ...], quality: Any, out: dict[str, Any],
+              dead_reckoning: bool) -> dict[str, Any]:
+    """GGA and GNS from the mode/quality field on: the same layout (fields 1-4 position,
+    6 satellites, 7 HDOP, 8 altitude)."""
     out["fix"] = fix = _quality_fix(quality, dead_reckoning)
     _field(out, "satellites", _int, f[6], "satellites")
     _field(out, "hdop", _float, f[7], "hdop")
@@ -309,6 +306,15 @@ def decode_gga(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
         _position(out, f, 1)
         _field(out, "altitude_m", _float, f[8], "altitude")
     return out
+
+
+def decode_gga(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
+    """GGA: position fix. `fix` is True/False per the quality field (None if empty);
+    the position keys are present only with a fix."""
+    _need(s, 9)
+    out = _timed(s.fields[0])
+    quality = _field(out, "fix_quality", _int, s.fields[5], "fix quality")
+    return _fix_data(s.fields, quality, out, dead_reckoning)
 
 
 def decode_gns(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
@@ -316,16 +322,9 @@ def decode_gns(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
     satellites, HDOP, altitude, ...[, navigational status (v4.1+)]). The modes give
     `fix_quality` as GGA would: `AAN` is 1 (autonomous), `NNN` 0 (no fix)."""
     _need(s, 9)
-    f = s.fields
-    out = _timed(f[0])
-    quality = _field(out, "fix_quality", _gns_quality, f[5])
-    out["fix"] = fix = _quality_fix(quality, dead_reckoning)
-    _field(out, "satellites", _int, f[6], "satellites")
-    _field(out, "hdop", _float, f[7], "hdop")
-    if fix:
-        _position(out, f, 1)
-        _field(out, "altitude_m", _float, f[8], "altitude")
-    return out
+    out = _timed(s.fields[0])
+    quality = _field(out, "fix_quality", _gns_quality, s.fields[5])
+    return _fix_data(s.fields, quality, out, dead_reckoning)
 
 
 def decode_rmc(s: Sentence, dead_reckoning: bool = False) -> dict[str, Any]:
