@@ -218,11 +218,15 @@ def _alive(pid: int) -> bool:
 
 def test_demo_shows_readings_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     """What `make run` runs, in a real pseudo-terminal: readings appear; Ctrl-C cleans up."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: become the demo
-        os.chdir(REPO)
-        os.execv(sys.executable, [sys.executable, "tools/demo.py", "config/simulator.yaml",
-                                  "--run-dir", str(tmp_path / "run")])
+    # openpty + Popen, not pty.fork(): forking a multi-threaded pytest process can
+    # deadlock the child (Python 3.12 warns).
+    fd, tty = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "tools/demo.py", "config/simulator.yaml", "--run-dir",
+         str(tmp_path / "run")], stdin=tty, stdout=tty, stderr=tty, cwd=REPO,
+        start_new_session=True)
+    os.close(tty)
+    pid = proc.pid
     buf = b""
     reading = re.compile(rb"\nair +ok +\d+ .*temperature_c=")
     try:
@@ -252,14 +256,13 @@ def test_demo_shows_readings_and_ctrl_c_stops_everything(tmp_path: Path) -> None
                 if not chunk:
                     break
                 buf += chunk
-        _, status = os.waitpid(pid, 0)
-        pid = 0
+        code = proc.wait(30)
     finally:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
         os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, buf.decode(errors="replace")[-3000:]
+    assert code == 0, buf.decode(errors="replace")[-3000:]
     assert b"stopped" in buf
     assert not any(_alive(c) for c in children)
     log = (tmp_path / "run" / "gateway.log").read_text()

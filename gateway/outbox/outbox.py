@@ -521,6 +521,7 @@ class Outbox:
             self._backlog_peak = depth
         elif self._backlog_peak >= BACKLOG_TRIM and depth < BACKLOG_DONE:
             self._backlog_peak = depth
+            self.spool.release_memory()
             trim_heap()
 
     def _delete_alone(self, acked: list[int], items: list[object]) -> None:
