@@ -129,7 +129,7 @@ class Gateway:
             health=self.health.device(dev.name, dev.driver),
             on_health_change=self.health.changed,
             simulate=self.cfg.gateway.simulate,
-            resources={"sim": self.sim, "state_dir": Path(self.cfg.buffer.path).parent},
+            sim=self.sim, state_dir=Path(self.cfg.buffer.path).parent,
             publish_filter=self._publish_filter(dev),
         )
         return make_reader(dev, ctx, self.buses)

@@ -43,6 +43,8 @@ class FakeWorld:
 
     def __init__(self, extras: dict[str, Any]) -> None:
         self.extras = extras
+        self.sysfs: Any = None
+        self.gpio_lines: dict[str, Any] = {}
 
 
 def make_ctx(name: str, driver: str, sim_extras: dict[str, Any] | None = None
@@ -50,7 +52,7 @@ def make_ctx(name: str, driver: str, sim_extras: dict[str, Any] | None = None
     col = Collector()
     ctx = ReaderContext(
         put=col.put, health=DeviceHealth(name, driver), simulate=sim_extras is not None,
-        resources={"sim": FakeWorld(sim_extras or {})},
+        sim=FakeWorld(sim_extras or {}),
     )
     return ctx, col
 

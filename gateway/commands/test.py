@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
             spec = spec_for(dev.driver)
             ctx = ReaderContext(put=sink.put, health=states[dev.name],
                                 on_health_change=sink.changed, simulate=cfg.gateway.simulate,
-                                resources={"sim": sim})
+                                sim=sim)
             if spec.kind == "i2c":
                 assert isinstance(dev, I2CDevice)
                 polled.append(I2CReader(dev, spec, ctx, buses))

@@ -18,9 +18,10 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.device_hints import hint_for
 from gateway.drivers.errors import DriverError, NoNewData
@@ -33,6 +34,23 @@ log = logging.getLogger("gateway.readers")
 PublishFilter = Callable[[dict[str, Any], float], dict[str, Any] | None]
 
 
+class SimulatedHardware(Protocol):
+    """What readers use of the simulator (hardware_sim.world.SimWorld) in simulate mode.
+    Readers never import it (the import contract): the daemon hands it in."""
+
+    @property
+    def extras(self) -> Mapping[str, Any]:
+        """Simulated serial devices by device name (`.path`: the pty to open)."""
+
+    @property
+    def sysfs(self) -> Any:
+        """The simulated sysfs tree (`.root`, `.read_text(path)`), or None."""
+
+    @property
+    def gpio_lines(self) -> Mapping[str, Any]:
+        """Simulated GPIO lines by device name (edge sources)."""
+
+
 @dataclass
 class ReaderContext:
     """What a reader needs from the daemon."""
@@ -41,8 +59,10 @@ class ReaderContext:
     health: DeviceHealth
     on_health_change: Callable[[], None] = lambda: None
     simulate: bool = False
-    #: Shared resources (the simulator world in simulate mode), keyed by name.
-    resources: dict[str, Any] = field(default_factory=dict)
+    #: The simulator in simulate mode.
+    sim: SimulatedHardware | None = None
+    #: Where readers keep state across restarts (pulse totals): the spool's directory.
+    state_dir: Path | None = None
     #: Optional report-on-change filter: returns the values to publish, or None to skip.
     publish_filter: PublishFilter | None = None
 

@@ -23,7 +23,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,13 +38,11 @@ log = logging.getLogger("gateway.readers.kernel")
 
 def kernel_env(ctx: ReaderContext) -> SysfsEnv:
     """Where a kernel device's files are: `/`, or the simulator's tree in simulate mode."""
-    world = ctx.resources.get("sim") if ctx.simulate else None
-    sysfs = getattr(world, "sysfs", None)
+    sysfs = ctx.sim.sysfs if ctx.simulate and ctx.sim is not None else None
     root = Path(sysfs.root) if sysfs is not None else Path("/")
     read_text: Callable[[Path], str] = sysfs.read_text if sysfs is not None else Path.read_text
-    state_dir = ctx.resources.get("state_dir")
     return SysfsEnv(root=root, read_text=read_text, counters=ctx.health.counters,
-                    state_dir=Path(state_dir) if state_dir is not None else None)
+                    state_dir=ctx.state_dir)
 
 
 def make_kernel_reader(dev: DeviceBase, spec: DeviceSpec, ctx: ReaderContext) -> Reader:
@@ -71,7 +69,9 @@ def make_kernel_reader(dev: DeviceBase, spec: DeviceSpec, ctx: ReaderContext) ->
 def line_opener(cfg: GpioLineConfig, ctx: ReaderContext) -> Callable[[], EdgeSource]:
     """The line to read: the simulator's in simulate mode, else libgpiod's."""
     if ctx.simulate:
-        lines: dict[str, EdgeSource] = getattr(ctx.resources.get("sim"), "gpio_lines", {})
+        lines: Mapping[str, EdgeSource] = {}
+        if ctx.sim is not None:
+            lines = ctx.sim.gpio_lines
 
         def open_sim() -> EdgeSource:
             if cfg.name not in lines:

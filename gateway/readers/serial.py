@@ -49,8 +49,7 @@ BACKOFF_CAP = 5.0
 def port_path(cfg: SerialDevice, ctx: ReaderContext) -> str:
     """The path to open: the simulator's pty symlink in simulate mode, else cfg.port."""
     if ctx.simulate:
-        world = ctx.resources.get("sim")
-        extras = getattr(world, "extras", {})
+        extras = ctx.sim.extras if ctx.sim is not None else {}
         if cfg.name not in extras:
             # An OSError like a missing port: counted and retried, never fatal to the thread.
             raise FileNotFoundError(
