@@ -22,18 +22,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.inference.extra import missing_extra
+
 #: A first import of numpy and the runtime takes seconds on a Pi Zero 2; be generous.
 DEFAULT_TIMEOUT = 120.0
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-def missing_extra(what: str) -> str:
-    """The one-line reason for a missing optional dependency, with the command to fix it."""
-    pip = Path(sys.executable).with_name("pip")
-    return (f"the inference extra is not installed ({what}): {pip} install "
-            f"'edge-gateway[inference]' from the project checkout; on 32-bit Raspberry Pi OS "
-            f"see docs/raspberry-pi.md")
 
 
 def probe_model(path: Path, task: str = "auto", labels: Path | None = None, *,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gateway.inference.extra import missing_extra
+
 Interpreter: Any
 RUNTIME: str | None
 try:
@@ -37,8 +39,6 @@ def make_interpreter(model: Path, num_threads: int = 1) -> Any:
     ValueError for a file that is not a valid model.
     """
     if Interpreter is None:
-        from gateway.inference.probe import missing_extra
-
         raise RuntimeMissing(missing_extra("no TFLite runtime: ai-edge-litert, or tflite-runtime "
                                            "on 32-bit ARM"))
     path = Path(model)

@@ -91,7 +91,7 @@ def _run(conn: Connection, s: WorkerSettings) -> int:
         from gateway.inference.camera import CameraError, open_camera
         from gateway.inference.model import Model
     except ImportError as exc:
-        from gateway.inference.probe import missing_extra
+        from gateway.inference.extra import missing_extra
 
         conn.send(("error", "model", missing_extra(f"no module {exc.name or exc}")))
         return EXIT_MODEL
