@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway")
 
+#: With no tick (not under systemd), the main thread still wakes this often (seconds), so
+#: a signal the kernel handed to another thread is acted on (see Gateway.run).
+SIGNAL_POLL = 1.0
+
 
 class Component(Protocol):
     """An optional part with a lifetime of its own (inference supervisor, metrics server,
@@ -179,7 +183,13 @@ class Gateway:
                 # Hooks run right after start (READY=1) and after every wake/tick.
                 for hook in self.tick_hooks:
                     hook(self)
-                self._wake.wait(tick)
+                # Never an unbounded wait: Python runs signal handlers in the main thread
+                # only, and the kernel may hand SIGTERM to any thread (one whose signals
+                # are not pending). A main thread asleep with no timeout then never sees
+                # it: a soak's SIGTERM was once ignored for a minute that way.
+                while not self._wake.wait(tick if tick is not None else SIGNAL_POLL):
+                    if tick is not None or self._stop_requested:
+                        break
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
