@@ -20,7 +20,6 @@ them, and the spool keeps them across a restart.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import random
 import select
@@ -42,6 +41,7 @@ from gateway.mqtt.buffered_socket import BufferedSocket
 from gateway.mqtt.credentials import SecretError, read_password, tls_context, warn_if_others_can_read
 from gateway.mqtt.inbound import Inbound
 from gateway.outbox.outbox import Outbox
+from gateway.wakepipe import WakePipe
 
 # Re-exported: code that predates the credentials module imports them from here.
 __all__ = ["Publisher", "SecretError", "read_password", "warn_if_others_can_read"]
@@ -74,12 +74,7 @@ class Publisher:
         # Work handed in by other threads (call_soon); everything else is this thread's.
         self._calls: queue.SimpleQueue[Callable[[Publisher], None]] = queue.SimpleQueue()
         # Wake-up pipe: select() waits on it next to the broker socket.
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._wake_pending = False
-        self._wake_lock = threading.Lock()
-        self._wake_closed = False
+        self._wake = WakePipe()
         self._stop_deadline: float | None = None
         self._stop_attempted = False
         self._thread: threading.Thread | None = None
@@ -214,23 +209,11 @@ class Publisher:
             if self._thread.is_alive():
                 log.error("publisher did not stop in time")
                 return
-        with self._wake_lock:  # no wake() may write to a closed (and reused) descriptor
-            self._wake_closed = True
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+        self._wake.close()
 
     def wake(self) -> None:
         """Make the publisher look at its work now (any thread; cheap when repeated)."""
-        if self._wake_pending:
-            return
-        with self._wake_lock:
-            if self._wake_closed:
-                return
-            self._wake_pending = True
-            try:
-                os.write(self._wake_w, b"!")
-            except BlockingIOError:
-                pass  # the pipe is full of wake-ups already
+        self._wake.wake()
 
     def call_soon(self, fn: Callable[[Publisher], None]) -> None:
         """Run `fn(publisher)` in the publisher thread while connected (e.g. re-announce)."""
@@ -362,7 +345,7 @@ class Publisher:
         if sock is not None and self.client.want_write():
             self.client.loop_write()  # this round's packets, into the BufferedSocket
         self._flush(self.client.socket())
-        rlist: list[Any] = [self._wake_r]
+        rlist: list[Any] = [self._wake]
         wlist: list[Any] = []
         if sock is not None:
             rlist.append(sock)
@@ -375,15 +358,8 @@ class Publisher:
         except (OSError, ValueError) as exc:  # the socket closed under us
             log.debug("select: %s", exc)
             readable, writable = [], []
-        if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-            # Cleared after draining: a wake() from now on writes again, and any wake()
-            # before this point is covered by the work the loop looks at next.
-            self._wake_pending = False
+        if self._wake in readable:
+            self._wake.drain()
         if sock is not None and (sock in readable or _buffered_input(sock)):
             self.client.loop_read(max_packets=1000)
         if sock is not None and self.client.socket() is not None and (

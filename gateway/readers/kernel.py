@@ -21,7 +21,6 @@ import errno
 import logging
 import os
 import select
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from gateway.drivers.gpio_contact import GpioContactConfig
 from gateway.drivers.gpio_input import ContactDebouncer, Edge, GpiodInput, GpioLineConfig, PulseCounter
 from gateway.drivers.pulse_counter import PulseCounterConfig, total_key
 from gateway.readers.base import Backoff, PolledReader, Reader, ReaderContext, describe
+from gateway.wakepipe import WakePipe
 
 log = logging.getLogger("gateway.readers.kernel")
 
@@ -147,17 +147,13 @@ class GpioReader(Reader):
         self.counter = PulseCounter(debounce, rising, total=self._load_total())
         self.contact = ContactDebouncer(debounce)
         self.backoff = Backoff(0.2, 5.0)
-        self._wake_r, self._wake_w = os.pipe()
-        self._wake_lock = threading.Lock()
-        self._wake_closed = False
+        self._wake = WakePipe()
         self._line: EdgeSource | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def stop(self) -> None:
         super().stop()
-        with self._wake_lock:
-            if not self._wake_closed:  # never write to a closed (maybe reused) descriptor
-                os.write(self._wake_w, b"x")
+        self._wake.wake()
 
     def close(self) -> None:
         if self._line is not None:
@@ -168,10 +164,7 @@ class GpioReader(Reader):
         try:
             self._run()
         finally:
-            with self._wake_lock:
-                self._wake_closed = True
-                os.close(self._wake_r)
-                os.close(self._wake_w)
+            self._wake.close()
 
     def _run(self) -> None:
         stop = self.stop_event
@@ -214,8 +207,9 @@ class GpioReader(Reader):
         settle = self.contact.settle_at() if self.mode == "contact" else None
         if settle is not None:
             deadline = min(deadline, settle / 1e9)
-        ready, _, _ = select.select([line.fd, self._wake_r], [], [], max(0.0, deadline - now))
-        if self._wake_r in ready:
+        wake = self._wake.fileno()
+        ready, _, _ = select.select([line.fd, wake], [], [], max(0.0, deadline - now))
+        if wake in ready:
             return next_publish
         if line.fd in ready:
             edges = line.read_edges()

@@ -23,7 +23,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import selectors
 import socket
 import threading
@@ -34,6 +33,8 @@ from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
+
+from gateway.wakepipe import WakePipe
 
 log = logging.getLogger("gateway.web")
 
@@ -74,7 +75,7 @@ class HttpListener:
         )
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = -1, -1
+        self._wake: WakePipe | None = None
         self._slots = threading.BoundedSemaphore(max_connections)
         self._conns: dict[threading.Thread, socket.socket] = {}
         self._conns_lock = threading.Lock()
@@ -105,14 +106,15 @@ class HttpListener:
             raise
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake = WakePipe()
         self._thread = threading.Thread(target=self._main, name=f"{self.name}-accept", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
         if self._thread is None:
             return
-        os.write(self._wake_w, b"x")
+        assert self._wake is not None
+        self._wake.wake()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("%s listener did not stop within %.1f s", self.name, timeout)
@@ -126,8 +128,7 @@ class HttpListener:
         deadline = time.monotonic() + timeout
         for t, _ in conns:
             t.join(max(0.0, deadline - time.monotonic()))
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._wake.close()
         self._thread = None
 
     # -- accept loop --------------------------------------------------------------------
@@ -136,7 +137,8 @@ class HttpListener:
         sock = self._sock
         sel = selectors.DefaultSelector()
         sel.register(sock, selectors.EVENT_READ, "accept")
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        assert self._wake is not None
+        sel.register(self._wake, selectors.EVENT_READ, "wake")
         try:
             while True:
                 try:
