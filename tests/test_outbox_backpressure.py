@@ -296,13 +296,13 @@ class _GatedSpool(SqliteSpool):
         self.entered = threading.Event()
         self.batches: list[list[int]] = []
 
-    def insert(self, rows):  # type: ignore[no-untyped-def]
+    def insert(self, rows, staged=None):  # type: ignore[no-untyped-def]
         # The outbox inserts readings in a transaction of their own (acks are deleted in
         # another, docs/spool.md): the insert is the commit that takes a while.
         self.batches.append([json.loads(r.payload)["v"] for r in rows])
         self.entered.set()
         assert self.gate.wait(JOIN)
-        return super().insert(rows)
+        return super().insert(rows, staged)
 
 
 def test_group_commit_idle_spooler_commits_at_once_and_batches_under_load(

@@ -202,8 +202,9 @@ class BufferSection(Section):
                      "within this time are never written to disk; the rest are spooled once it "
                      "has passed (all of them while the broker is away, and all at a stop). A "
                      "power cut or SIGKILL loses the readings of the last write_delay that the "
-                     "broker had not acknowledged. 0: every reading is committed before it "
-                     "is published."),
+                     "broker had not acknowledged. 0: every reading is committed (and, with "
+                     "sync: full, on disk) before the broker's acknowledgement can delete "
+                     "it; it is sent while that commit runs."),
     )
 
     @model_validator(mode="after")

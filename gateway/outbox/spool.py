@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -74,14 +75,21 @@ class WriteResult:
     deleted: int = 0  # acknowledged rows deleted
 
 
+#: Told the new rows of a transaction after they are written and before its COMMIT
+#: (and its fsync): the publisher sends them while the commit reaches the disk. If the
+#: COMMIT then fails, their ids are never used again (see SqliteSpool._transaction).
+Staged = Callable[[list[Message]], None]
+
+
 class Spool(Protocol):
     def next_due(self) -> float | None: ...
     def flush_due(self, now: float | None = None) -> int: ...
     def release_memory(self) -> None: ...
     def last_seqs(self) -> dict[str, int]: ...
-    def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult: ...
+    def write(self, rows: list[NewRow], delete_ids: list[int],
+              staged: Staged | None = None) -> WriteResult: ...
     def delete(self, ids: list[int]) -> int: ...
-    def insert(self, rows: list[NewRow]) -> WriteResult: ...
+    def insert(self, rows: list[NewRow], staged: Staged | None = None) -> WriteResult: ...
     def check_file(self) -> str | None: ...
     def recreate(self) -> None: ...
     def fetch(self, after_id: int, limit: int) -> list[Message]: ...
@@ -137,6 +145,15 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 # are cut into a few fixed sizes so each statement text is prepared once and cached.
 _CHUNK_SIZES = (256, 64, 16, 4, 1)
 _DELETE_CHUNK = 500
+
+
+def _tell_staged(staged: Staged, stored: list[Message]) -> None:
+    """Hand staged rows on; a failure of the listener must not abort the transaction
+    (the rows are still stored, and the caller publishes them after the commit)."""
+    try:
+        staged(stored)
+    except Exception:
+        log.exception("spool: handing staged rows to the publisher failed")
 
 
 def _chunks(n: int) -> list[tuple[int, int]]:
@@ -506,14 +523,16 @@ class SqliteSpool(_Capacity):
     def last_seqs(self) -> dict[str, int]:
         return dict(self._seqs)
 
-    def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
+    def write(self, rows: list[NewRow], delete_ids: list[int],
+              staged: Staged | None = None) -> WriteResult:
         """Delete acknowledged rows and insert `rows` in ONE transaction (one fsync, and
         the pages both touch are written once). If it fails, nothing of it happened:
         the caller may then delete on its own (`delete`), which frees space on a full
-        disk where an insert cannot commit."""
+        disk where an insert cannot commit. `staged` is told the new rows just before
+        the COMMIT (not for held rows: they need no disk before they are sent)."""
         if self.write_delay > 0:
             return self._hold(rows, delete_ids)
-        return self._transaction(rows, delete_ids)
+        return self._transaction(rows, delete_ids, staged=staged)
 
     def delete(self, ids: list[int]) -> int:
         """Delete acknowledged rows in a transaction of their own; how many there were."""
@@ -521,9 +540,9 @@ class SqliteSpool(_Capacity):
             return 0
         return self.write(rows=[], delete_ids=ids).deleted
 
-    def insert(self, rows: list[NewRow]) -> WriteResult:
+    def insert(self, rows: list[NewRow], staged: Staged | None = None) -> WriteResult:
         """One transaction: make room by the capacity policy, insert `rows`."""
-        return self.write(rows, [])
+        return self.write(rows, [], staged)
 
     # -- buffer.write_delay: rows held in memory until due --------------------------
     def _hold(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
@@ -607,7 +626,7 @@ class SqliteSpool(_Capacity):
             return len(due)
 
     def _transaction(self, rows: list[NewRow], delete_ids: list[int],
-                     ids: list[int] | None = None) -> WriteResult:
+                     ids: list[int] | None = None, staged: Staged | None = None) -> WriteResult:
         """One transaction. New rows get ids from the counter, or `ids` (held rows)."""
         result = WriteResult()
         if not rows and not delete_ids:
@@ -661,8 +680,14 @@ class SqliteSpool(_Capacity):
             for start, size in _chunks(len(last)):
                 db.execute(_upsert_seq_sql(size),
                            [v for item in last[start:start + size] for v in item])
+            if staged is not None and result.stored:
+                _tell_staged(staged, result.stored)
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
+            if staged is not None and result.stored and ids is None:
+                # They may be on the wire already, and a PUBACK for one of them may yet
+                # come: an id that never names another reading keeps that ack harmless.
+                self._next_id = result.stored[-1].id + 1
             failed = self._failed(exc)
             if failed.state == "full" and self._growth_limit is not None and \
                     getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
@@ -878,7 +903,8 @@ class MemorySpool(_Capacity):
         with self._lock:
             return dict(self._seqs)
 
-    def write(self, rows: list[NewRow], delete_ids: list[int]) -> WriteResult:
+    def write(self, rows: list[NewRow], delete_ids: list[int],
+              staged: Staged | None = None) -> WriteResult:
         removed = self.delete(delete_ids)
         result = self.insert(rows)
         result.deleted = removed
@@ -909,7 +935,8 @@ class MemorySpool(_Capacity):
     def release_memory(self) -> None:
         pass
 
-    def insert(self, rows: list[NewRow]) -> WriteResult:
+    def insert(self, rows: list[NewRow], staged: Staged | None = None) -> WriteResult:
+        # Nothing to wait for in memory: the caller hands on the rows once this returns.
         result = WriteResult()
         with self._lock:
             if rows and self.when_full == "reject_new":
