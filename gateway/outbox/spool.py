@@ -234,6 +234,11 @@ _DEVICE_SIZE_SQL = ("SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic
                     f"LENGTH(device)) + {ROW_OVERHEAD} * COUNT(*) FROM messages")
 
 
+_IDS = "(SELECT value FROM json_each(?))"
+_UNCOUNT_IDS_SQL = f"{_DEVICE_SIZE_SQL} WHERE id IN {_IDS} GROUP BY device"
+_DELETE_IDS_SQL = f"DELETE FROM messages WHERE id IN {_IDS}"
+
+
 class SqliteSpool(_Capacity):
     """The durable spool: a SQLite database in WAL mode.
 
@@ -738,17 +743,18 @@ class SqliteSpool(_Capacity):
         # step (and hand the GIL to another thread) once per row.
         removed = removed_bytes = 0
         for start in range(0, len(ids), _DELETE_CHUNK):
-            chunk = ids[start:start + _DELETE_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            n, nbytes = self._uncount(
-                f"{_DEVICE_SIZE_SQL} WHERE id IN ({marks}) GROUP BY device", chunk,
-                rows_of, emptied)
-            self._db.execute(f"DELETE FROM messages WHERE id IN ({marks})", chunk)
+            # The ids travel as one JSON array: one statement text whatever their number.
+            # With `IN (?, ?, ...)` every batch size was a statement of its own, and the
+            # connection's statement cache (128) filled with large ones, a backlog after
+            # another: RSS grew with every broker outage (bench_outage_rss.py).
+            chunk = [json.dumps(ids[start:start + _DELETE_CHUNK])]
+            n, nbytes = self._uncount(_UNCOUNT_IDS_SQL, chunk, rows_of, emptied)
+            self._db.execute(_DELETE_IDS_SQL, chunk)
             removed += n
             removed_bytes += nbytes
         return removed, removed_bytes
 
-    def _uncount(self, sql: str, args: list[int], rows_of: dict[str, int],
+    def _uncount(self, sql: str, args: list[int] | list[str], rows_of: dict[str, int],
                  emptied: set[str]) -> tuple[int, int]:
         """Take the rows `sql` selects (grouped by device) off the per-device counts."""
         removed = removed_bytes = 0
