@@ -58,6 +58,24 @@ def test_rows_are_handed_over_before_the_commit_and_stored_after(tmp_path: Path)
         spool.close()
 
 
+def test_when_the_capacity_policy_acts_only_the_stored_rows_are_handed_over(
+    tmp_path: Path,
+) -> None:
+    """Rows are handed over before the transaction when nothing can be dropped or
+    refused; when the spool is at its limit, after the policy chose: only what it kept."""
+    spool = SqliteSpool(tmp_path / "s.db", max_messages=3, when_full="reject_new")
+    seen: list[list[int]] = []
+    try:
+        spool.write(rows("a", range(1, 3)), [], lambda m: seen.append([x.seq for x in m]))
+        result = spool.write(rows("a", range(3, 6)), [],
+                             lambda m: seen.append([x.seq for x in m]))
+        assert result.rejected == 2
+        assert seen == [[1, 2], [3]]
+        assert [m.seq for m in spool.fetch(0, 10)] == [1, 2, 3]
+    finally:
+        spool.close()
+
+
 def test_held_rows_are_not_handed_over_early(tmp_path: Path) -> None:
     """buffer.write_delay: rows wait in memory, no disk is waited for; the outbox
     hands them on after `write` returns, as before."""

@@ -528,9 +528,10 @@ class Outbox:
             self._end_full_burst()
         for f in flushes:
             f.done.set()
-        if result.stored and (not self._staged or self._rewinds != self._staged_at_rewind):
-            # Not handed over yet, or a rewind cleared them before this commit made them
-            # visible to the publisher's read of the spool.
+        if result.stored and (not self._staged or self._rewinds != self._staged_at_rewind
+                              or self._staged[-1].id != result.stored[-1].id):
+            # Not handed over yet (or not these), or a rewind cleared them before this
+            # commit made them visible to the publisher's read of the spool.
             self._recent.extend(result.stored)
             for cb in self._listeners:
                 cb()
@@ -538,11 +539,12 @@ class Outbox:
         self._trim_after_backlog()
 
     def _stage(self, stored: list[Message]) -> None:
-        """The spool wrote these rows and is about to COMMIT: hand them to the
-        publisher now, so they travel to the broker while the commit's fsync runs
-        instead of after it (latency: docs/spool.md). They are deleted only on a PUBACK,
-        which the spooler handles after this commit; a power cut before the COMMIT
-        loses them as it loses readings not yet written, unless they arrived."""
+        """The spool has given these rows their ids and is about to write and COMMIT
+        them: hand them to the publisher now, so they travel to the broker while the
+        transaction and its fsync run instead of after them (latency: docs/spool.md).
+        They are deleted only on a PUBACK, which the spooler handles after this commit;
+        a power cut before the COMMIT loses them as it loses readings not yet written,
+        unless they arrived."""
         self._staged = stored
         self._staged_at_rewind = self._rewinds
         self._recent.extend(stored)

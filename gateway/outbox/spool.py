@@ -640,11 +640,18 @@ class SqliteSpool(_Capacity):
         count, nbytes = self._count, self._bytes
         rows_of = dict(self._rows_of)
         emptied: set[str] = set()  # devices some of whose rows this transaction deletes
+        told: list[Message] = []  # handed to `staged` (they may be on the wire)
         try:
             if rows:
-                # The lease first: no seq is committed above what the lease file covers.
+                # The lease first: no seq is committed (or sent) above what it covers.
                 self.lease.extend(self.spool_id, {r.device: r.seq for r in rows})
                 self._limit_growth()
+                if staged is not None and ids is None and self._fits_whole(rows):
+                    # No capacity policy can touch this transaction, so its rows get these
+                    # ids whatever the deletes do: the publisher can start on them now.
+                    told = [Message(self._next_id + i, r.topic, r.payload, r.device, r.seq)
+                            for i, r in enumerate(rows)]
+                    _tell_staged(staged, told)
             db.execute("BEGIN IMMEDIATE")
             if delete_ids:
                 removed, removed_bytes = self._delete(delete_ids, rows_of, emptied)
@@ -685,14 +692,15 @@ class SqliteSpool(_Capacity):
             for start, size in _chunks(len(last)):
                 db.execute(_upsert_seq_sql(size),
                            [v for item in last[start:start + size] for v in item])
-            if staged is not None and result.stored:
-                _tell_staged(staged, result.stored)
+            if staged is not None and ids is None and result.stored and not told:
+                told = result.stored
+                _tell_staged(staged, told)
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
-            if staged is not None and result.stored and ids is None:
+            if told:
                 # They may be on the wire already, and a PUBACK for one of them may yet
                 # come: an id that never names another reading keeps that ack harmless.
-                self._next_id = result.stored[-1].id + 1
+                self._next_id = told[-1].id + 1
             failed = self._failed(exc)
             if failed.state == "full" and self._growth_limit is not None and \
                     getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
@@ -705,6 +713,11 @@ class SqliteSpool(_Capacity):
             for m in result.stored:
                 self._seqs[m.device] = m.seq
         return result
+
+    def _fits_whole(self, rows: list[NewRow]) -> bool:
+        """`rows` fit beside every row already stored: no policy drops or refuses any."""
+        return (self._count + len(rows) <= self.max_messages
+                and self._bytes + sum(row_bytes(r) for r in rows) <= self.max_bytes)
 
     def _limit_growth(self) -> None:
         """Let the database grow only as far as the disk (and RLIMIT_FSIZE) can take.
