@@ -75,9 +75,10 @@ class WriteResult:
     deleted: int = 0  # acknowledged rows deleted
 
 
-#: Told the new rows of a transaction after they are written and before its COMMIT
-#: (and its fsync): the publisher sends them while the commit reaches the disk. If the
-#: COMMIT then fails, their ids are never used again (see SqliteSpool._transaction).
+#: Told the new rows of a transaction once their ids are settled and before its COMMIT
+#: (and its fsync): before the transaction when no capacity policy can act on it, else
+#: after the policy chose. The publisher sends them while the transaction reaches the
+#: disk. If it then fails, their ids are never used again (SqliteSpool._transaction).
 Staged = Callable[[list[Message]], None]
 
 
@@ -148,8 +149,9 @@ _DELETE_CHUNK = 500
 
 
 def _tell_staged(staged: Staged, stored: list[Message]) -> None:
-    """Hand staged rows on; a failure of the listener must not abort the transaction
-    (the rows are still stored, and the caller publishes them after the commit)."""
+    """Hand staged rows on. A failure of the listener must not abort the transaction:
+    it is logged, the rows are stored all the same, and the publisher finds them in the
+    spool at its next round."""
     try:
         staged(stored)
     except Exception:
@@ -533,8 +535,8 @@ class SqliteSpool(_Capacity):
         """Delete acknowledged rows and insert `rows` in ONE transaction (one fsync, and
         the pages both touch are written once). If it fails, nothing of it happened:
         the caller may then delete on its own (`delete`), which frees space on a full
-        disk where an insert cannot commit. `staged` is told the new rows just before
-        the COMMIT (not for held rows: they need no disk before they are sent)."""
+        disk where an insert cannot commit. `staged` is told the new rows before the
+        COMMIT (see `Staged`; not for held rows: they need no disk before they are sent)."""
         if self.write_delay > 0:
             return self._hold(rows, delete_ids)
         return self._transaction(rows, delete_ids, staged=staged)
