@@ -394,3 +394,27 @@ def test_the_heap_is_given_back_once_a_backlog_is_delivered(
         assert trims == [1]  # once per backlog
     finally:
         box.stop()
+
+
+def test_acks_with_no_readings_after_them_are_deleted_at_the_idle_wake_up(
+    tmp_path: Path,
+) -> None:
+    """With the default ack_delay the spooler is not woken per batch of acks (they ride
+    with the next readings: one wake-up per burst saved); when no reading follows, the
+    idle spooler's own wake-up (every IDENTITY_CHECK_INTERVAL) deletes them."""
+    from gateway.outbox.spool import IDENTITY_CHECK_INTERVAL
+
+    box = Outbox(SqliteSpool(tmp_path / "s.db"), "p")
+    assert box.ack_delay >= IDENTITY_CHECK_INTERVAL
+    box.start()
+    try:
+        assert box.put(reading("d", 1))
+        assert wait_until(lambda: box.spool.count() == 1, 10)
+        msgs = box.take(10)
+        assert len(msgs) == 1
+        box.ack([m.id for m in msgs])
+        assert len(box._inbox) == 0  # no wake-up of its own
+        assert wait_until(lambda: box.spool.count() == 0, 3 * IDENTITY_CHECK_INTERVAL)
+        assert box.stats.delivered == 1
+    finally:
+        box.stop()

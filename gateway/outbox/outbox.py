@@ -277,7 +277,11 @@ class Outbox:
             self._acks.extend(batch)
         if self._pending:
             self._urgent.set()  # the spool refuses inserts: delete these now (frees space)
-        elif first:
+        elif first and self.ack_delay < IDENTITY_CHECK_INTERVAL:
+            # Wake the spooler to wait for readings to ride with, no longer than
+            # ack_delay. Not needed when ack_delay is at least the idle spooler's own
+            # wake-up interval (the default): the acks then ride with the next readings
+            # or go at that wake-up, and a wake-up per burst of readings is saved.
             # A full inbox means a busy spooler: the acks ride with its next commit.
             self._inbox.put(_ACKS_WAITING, 0)
 
