@@ -683,7 +683,8 @@ class SqliteSpool(_Capacity):
                     ])
                 for r in rows:
                     rows_of[r.device] = rows_of.get(r.device, 0) + 1
-                result.stored = [
+                # Handed over early: those are these rows, under these ids (_fits_whole).
+                result.stored = told or [
                     Message(i, r.topic, r.payload, r.device, r.seq)
                     for i, r in zip(row_ids, rows, strict=True)
                 ]
