@@ -63,8 +63,6 @@ class _Flush:
 #: Group commit pacing (see Outbox._group_pause).
 PACE = 2.0
 MAX_GROUP_PAUSE = 0.01
-#: Weight of the latest commit in the spooler's duty cycle (a moving average).
-DUTY_WEIGHT = 0.2
 #: Bursts (see Outbox._settle): readings that arrive within BURST_SPAN of the first
 #: are one burst; an idle spooler waits up to SETTLE_MAX for as many as the last one had.
 BURST_SPAN = 0.005
@@ -145,8 +143,6 @@ class Outbox:
         self._rewinds = 0
         self._last_commit_end = 0.0  # monotonic; with its cost: pacing (_group_pause)
         self._last_commit_cost = 0.0
-        self._last_commit_start = 0.0
-        self._duty = 0.0  # share of its time the spooler spent committing, lately
         self._burst_start = 0.0  # monotonic: the first reading of the current burst
         self._burst_seen = 0  # readings taken in the current burst so far
         self._burst_expect = 0  # how many the last burst had
@@ -413,11 +409,7 @@ class Outbox:
         waits until the spooler has been idle for PACE times that commit's duration
         (at most MAX_GROUP_PAUSE). The spooler then spends at most 1/(1+PACE) of its
         time committing, and leaves the GIL and the disk to the publisher (a backlog
-        drains while readings keep coming). Below that share (500 readings/s in bursts
-        is ~15 %) nothing waits: a reading that missed its burst's commit is not held
-        back for pacing that is not needed (it was most of the p99 latency)."""
-        if self._duty <= 1.0 / (1.0 + PACE):
-            return 0.0
+        drains while readings keep coming); an idle spooler does not wait at all."""
         due = self._last_commit_end + PACE * self._last_commit_cost - time.monotonic()
         return min(max(0.0, due), MAX_GROUP_PAUSE)
 
@@ -427,10 +419,7 @@ class Outbox:
             self._commit_batch(batch, acked)
         finally:
             self._last_commit_end = time.monotonic()
-            self._last_commit_cost = cost = self._last_commit_end - started
-            period = max(started - self._last_commit_start, cost, 1e-6)  # start to start
-            self._last_commit_start = started
-            self._duty += DUTY_WEIGHT * (min(1.0, cost / period) - self._duty)
+            self._last_commit_cost = self._last_commit_end - started
 
     def _retry_wait(self) -> float:
         if self._inserted:
