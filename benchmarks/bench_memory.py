@@ -2,13 +2,18 @@
 
 - RSS (and USS, the private part) of the running daemon after its first readings,
   against a bare interpreter that imports what any paho + SQLite + YAML program
-  needs (`paho.mqtt.client`, `sqlite3`, `yaml`), measured in the same run.
-- Import time: `python -X importtime -c "import gateway.daemon"`, the top 10 by
-  cumulative time, against `import paho.mqtt.client` the same way.
-- Heavy imports: which of numpy, prometheus_client, ai_edge_litert, tflite_runtime,
-  multiprocessing, serial, pymodbus, hardware_sim a sensors-only config loads
-  (a probe process builds `Gateway(cfg)` and lists `sys.modules`). Only
-  hardware_sim belongs there (the config simulates); everything else should be lazy.
+  needs (`paho.mqtt.client`, `sqlite3`, `yaml`), measured in the same run. The
+  package is byte-compiled first, as `pip install` (and so `make install`) leaves it.
+- What each step of `edge-gateway run` adds, in one probe process that takes them in
+  the daemon's order: plain models (the daemon never loads pydantic; a child process
+  validates the file: gateway.config.snapshot), its imports, the config from the child,
+  `Gateway(cfg)`, the start-up GC freeze and heap trim. And the child's own peak RSS.
+- Import time: `python -X importtime` of what `edge-gateway run` imports, the top 10
+  by cumulative time, against `import paho.mqtt.client` the same way.
+- Heavy imports: which of numpy, pydantic, prometheus_client, ai_edge_litert,
+  tflite_runtime, multiprocessing, serial, pymodbus, hardware_sim a sensors-only
+  config loads in the daemon (a probe process builds `Gateway(cfg)` as `run` does and
+  lists `sys.modules`). Only hardware_sim belongs there (the config simulates).
 """
 
 from __future__ import annotations
@@ -42,9 +47,19 @@ SENSORS = 10
 MiB = 1024 * 1024
 HEAVY = ("numpy", "pydantic", "prometheus_client", "ai_edge_litert", "tflite_runtime",
          "multiprocessing", "serial", "pymodbus", "hardware_sim", "PIL", "asyncio")
-#: Loaded in a simulated sensors-only config on purpose (pydantic: the config model).
-EXPECTED = {"pydantic", "hardware_sim"}
+#: Loaded in a simulated sensors-only config on purpose.
+EXPECTED = {"hardware_sim"}
 BASELINE_IMPORTS = "import paho.mqtt.client, sqlite3, yaml"
+#: What `edge-gateway run` imports, with plain models (gateway.config.mode).
+RUN_IMPORTS = ("from gateway.config.mode import use_plain_models; use_plain_models(); "
+               "import gateway.cli, gateway.commands.run")
+
+
+def compile_package() -> None:
+    """Byte-compile the package as `pip install` does: the daemon's RSS depends on it (a
+    module compiled from source at every start leaves the compiler's garbage behind)."""
+    subprocess.run([PY, "-m", "compileall", "-q", "gateway", "hardware_sim"], cwd=REPO,
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def uss_bytes(pid: int) -> int:
@@ -125,16 +140,15 @@ def total_import_us(statement: str) -> int:
     return _top_level_us(statement) - _top_level_us("pass")
 
 
-#: What each step of a sensors-only daemon's imports costs in RSS, in import order: each
-#: statement runs after the ones above it in one interpreter (a probe process).
+#: What each step of `edge-gateway run` costs in RSS, in its order: each statement runs
+#: after the ones above it in one interpreter (a probe process).
 IMPORT_STEPS = (
     ("python + paho + sqlite3 + yaml", "import paho.mqtt.client, sqlite3, yaml"),
-    ("pydantic_core", "import pydantic_core"),
-    ("pydantic (BaseModel, Field)", "from pydantic import BaseModel, Field"),
-    ("gateway.config (the models)", "import gateway.config"),
-    ("load + validate the config", "cfg = gateway.config.load_config(CFG)"),
-    ("gateway.daemon (the rest)", "import gateway.daemon"),
-    ("Gateway(cfg) (spool, readers, sim)", "gw = gateway.daemon.Gateway(cfg)"),
+    ("edge-gateway run's imports (plain models)", RUN_IMPORTS),
+    ("the config, from the validating child", "from gateway.config.snapshot import "
+     "load_validated; cfg = load_validated(CFG)"),
+    ("Gateway(cfg) (spool, readers, sim)", "gw = gateway.commands.run.Gateway(cfg)"),
+    ("start-up GC freeze and heap trim", "gateway.commands.run.freeze_startup_objects()"),
 )
 
 STEP_PROBE = """
@@ -150,6 +164,8 @@ for name, stmt in json.loads(sys.argv[2]):
     out.append((name, now - last))
     last = now
 out.append(("total", last))
+import resource
+out.append(("child", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024))
 print(json.dumps(out))
 gw.outbox.stop()
 """
@@ -170,9 +186,12 @@ def import_steps() -> list[tuple[str, int]]:
 
 PROBE = """
 import json, sys
-from gateway.config import load_config
-from gateway.daemon import Gateway
-gw = Gateway(load_config(sys.argv[1]))
+from gateway.config.mode import use_plain_models
+use_plain_models()
+import gateway.cli
+from gateway.commands.run import Gateway
+from gateway.config.snapshot import load_validated
+gw = Gateway(load_validated(sys.argv[1]))
 heavy = json.loads(sys.argv[2])
 print(json.dumps({"loaded": [m for m in heavy if m in sys.modules], "count": len(sys.modules)}))
 gw.outbox.stop()
@@ -199,25 +218,30 @@ def median_import_us(statement: str, runs: int = 3) -> float:
 
 
 def run() -> list[Result]:
+    compile_package()
     rss, uss = daemon_rss()
     base_rss, base_uss = baseline_rss()
-    top = import_times("import gateway.daemon")[:10]
-    print("bench_memory: slowest imports of gateway.daemon (cumulative):")
+    top = import_times(RUN_IMPORTS)[:10]
+    print("bench_memory: slowest imports of edge-gateway run (cumulative):")
     for us, mod in top:
         print(f"  {us / 1000:8.1f} ms  {mod}")
-    gw_import = median_import_us("import gateway.daemon, gateway.config")
+    gw_import = median_import_us(RUN_IMPORTS)
     paho_import = median_import_us("import paho.mqtt.client")
     loaded, count = loaded_heavy()
     steps = import_steps()
     print("bench_memory: RSS added by each step of a sensors-only daemon (one process):")
     for name, b in steps:
-        print(f"  {b / MiB:6.1f} MiB  {name}")
+        if name == "child":
+            print(f"  ({b / MiB:.1f} MiB: the validating child's peak, a process of its own "
+                  "that exits before the daemon starts its readers)")
+        else:
+            print(f"  {b / MiB:6.1f} MiB  {name}")
     unexpected = [m for m in loaded if m not in EXPECTED]
     return [
         Result(f"daemon RSS ({SENSORS} sensors, no inference)", rss / MiB, "MiB", base_rss / MiB,
                "python+paho+sqlite3+yaml", "<= 28 MiB", rss / MiB <= 28,
                f"USS {uss / MiB:.1f} MiB (baseline USS {base_uss / MiB:.1f} MiB)"),
-        Result("import gateway.daemon + config", gw_import / 1000, "ms", paho_import / 1000,
+        Result("import edge-gateway run (plain models)", gw_import / 1000, "ms", paho_import / 1000,
                "import paho.mqtt.client", "", None,
                "top: " + ", ".join(f"{m.strip()} {us / 1000:.0f} ms" for us, m in top[:5])),
         Result("heavy modules loaded (sensors only)", float(len(unexpected)), "modules", None, "",

@@ -56,7 +56,9 @@ values and exits; no broker and no spool are used. With `gateway.simulate: true`
 the simulator answers. Exit 0 when every device gave a reading, 1 otherwise."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(optional: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; `optional=False` leaves out the commands that live in
+    modules of their own (scan, watch, reload, install, completion)."""
     parser = argparse.ArgumentParser(
         prog="edge-gateway",
         description=(
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "  edge-gateway run -c config/simulator.yaml\n"
                 "  sudo -u edge-gateway edge-gateway run   # by hand, as the service's user\n")
     add_config(p)
-    p.set_defaults(func="gateway.commands.run:main")
+    p.set_defaults(func="gateway.commands.run:main", plain_models=True)
 
     p = command(sub, "check", "validate a config file; exit 2 with one line per problem",
                 CHECK_HELP,
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func="gateway.commands.version:main")
 
-    _register_optional(sub)
+    if optional:
+        _register_optional(sub)
     return parser
 
 
@@ -111,10 +114,29 @@ def _register_optional(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         module.add_parser(sub)
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command named in `argv` (after the global options), if any."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The daemon does not load the other commands' modules only to list them (memory
+    # on a Pi: docs/small-pi.md); `edge-gateway run` never shows them.
+    parser = build_parser(optional=_command_of(argv) != "run")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if getattr(args, "plain_models", False):
+        # Before any model module loads: the daemon never loads pydantic (config.mode).
+        from gateway.config.mode import use_plain_models
+
+        use_plain_models()
     target = args.func
     if isinstance(target, str):
         mod, _, fn = target.partition(":")

@@ -20,10 +20,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.config.model import Config, DeviceBase
-from gateway.control.control import Control
-from gateway.control.control import install as install_control
 from gateway.health import Health
-from gateway.homeassistant import install as install_discovery
+from gateway.libc import trim_heap
 from gateway.mqtt.credentials import read_password
 from gateway.mqtt.publisher import Publisher
 from gateway.outbox import Outbox, open_spool
@@ -33,10 +31,10 @@ from gateway.readers.factory import make_reader
 from gateway.readers.i2c import I2CBuses
 from gateway.readers.runner import DeviceRunner
 from gateway.reading import Reading
-from gateway.service.reload import reload_gateway
 from gateway.service.supervised import Supervised
 
 if TYPE_CHECKING:
+    from gateway.control.control import Control
     from hardware_sim.world import SimWorld
 
 log = logging.getLogger("gateway")
@@ -44,6 +42,8 @@ log = logging.getLogger("gateway")
 #: With no tick (not under systemd), the main thread still wakes this often (seconds), so
 #: a signal the kernel handed to another thread is acted on (see Gateway.run).
 SIGNAL_POLL = 1.0
+#: Seconds after the start (or a reload) the supervisor gives freed memory back.
+SETTLE = 5.0
 
 
 class Component(Protocol):
@@ -94,6 +94,7 @@ class Gateway:
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
+        self._trim_at: float | None = None
         self.exit_code = 0
         #: Called by the supervisor loop on each tick (watchdog, status); set by service glue.
         self.tick_hooks: list[Callable[[Supervised], None]] = []
@@ -103,7 +104,13 @@ class Gateway:
         self.components: list[Component] = []
         self._install_ecosystem()
         #: Outputs switched from MQTT (None without `outputs:`).
-        self.control: Control | None = install_control(self)
+        self.control: Control | None = None
+        if cfg.outputs:
+            # Imported only when configured (like discovery, metrics, the status page and
+            # inference): a sensors-only daemon never loads what it does not run.
+            from gateway.control.control import install as install_control
+
+            self.control = install_control(self)
         if cfg.inference.enabled:
             # Imported only when enabled: it loads multiprocessing (and the worker numpy).
             from gateway.inference.supervisor import InferenceSupervisor
@@ -114,7 +121,10 @@ class Gateway:
 
     def _install_ecosystem(self) -> None:
         """Home Assistant discovery (a publisher hook) and metrics (a component), if configured."""
-        install_discovery(self)
+        if self.cfg.homeassistant.discovery:
+            from gateway.homeassistant import install as install_discovery
+
+            install_discovery(self)
         if self.cfg.metrics.listen is not None:
             # Imported only when configured: it loads prometheus_client.
             from gateway.metrics import MetricsServer
@@ -178,6 +188,7 @@ class Gateway:
         """Start, then supervise until SIGTERM/SIGINT. Returns the exit code."""
         self._install_signals()
         self.start()
+        self._trim_at = time.monotonic() + SETTLE
         try:
             while not self._stop_requested:
                 # Hooks run right after start (READY=1) and after every wake/tick.
@@ -188,18 +199,30 @@ class Gateway:
                 # are not pending). A main thread asleep with no timeout then never sees
                 # it: a soak's SIGTERM was once ignored for a minute that way.
                 while not self._wake.wait(tick if tick is not None else SIGNAL_POLL):
+                    self._trim_when_settled()
                     if tick is not None or self._stop_requested:
                         break
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
+                    self._trim_at = time.monotonic() + SETTLE
         finally:
             self.shutdown()
         return self.exit_code
 
+    def _trim_when_settled(self) -> None:
+        """Once the start (or a reload) has settled, give the C heap's free memory back:
+        the first connect, commits and readings leave garbage behind (0.3 MiB; RSS is
+        what a small Pi's user sees, docs/small-pi.md)."""
+        if self._trim_at is not None and time.monotonic() >= self._trim_at:
+            self._trim_at = None
+            trim_heap()
+
     def reload(self) -> None:
         """SIGHUP: re-read the config (see gateway.service.reload)."""
+        from gateway.service.reload import reload_gateway
+
         reload_gateway(self)
 
     def stop_readers(self, names: list[str] | None = None, timeout: float = 5.0) -> None:

@@ -32,20 +32,36 @@ def _validate_sim(driver: str, address: int, sim: dict[str, Any]) -> None:
     validate_sim(driver, address, sim)
 
 
-def load_or_report(path: str, *, unreadable_hint: str = UNREADABLE_HINT) -> Config | None:
-    """The validated config, or None after printing one line per problem to stderr."""
-    # Here, not at the top: the config needs pydantic and PyYAML (see above).
-    from gateway.config import ConfigError, load_config
+def install_sim_validator() -> None:
+    """Let the config check a `sim:` block (validating processes only)."""
     from gateway.config.sim import set_sim_validator
-    from gateway.logs import print_error
 
     set_sim_validator(_validate_sim)
+
+
+def load_or_report(path: str, *, unreadable_hint: str = UNREADABLE_HINT,
+                   deep: bool = False) -> Config | None:
+    """The validated config, or None after printing one line per problem to stderr.
+
+    `deep`: the checks beyond the schema that `run` needs too (start_checks). In the
+    daemon (plain models) a child process does all of it
+    (gateway.config.snapshot)."""
+    # Here, not at the top: the config needs pydantic and PyYAML (see above).
+    from gateway.config.problems import ConfigError
+    from gateway.config.snapshot import load_checked
+    from gateway.logs import print_error
+    from gateway.service.checks import start_checks
+
+    install_sim_validator()
     try:
-        return load_config(path)
+        cfg, problems = load_checked(path, start_checks if deep else None)
     except ConfigError as exc:
         for problem in exc.problems:
             print_error(with_hint(problem, unreadable_hint))
         return None
+    for line in problems:
+        print_error(line)
+    return None if problems else cfg
 
 
 def with_hint(problem: Problem, unreadable_hint: str = UNREADABLE_HINT) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from gateway.config.model import Config, I2CDevice
 from gateway.config.problems import Problem
-from gateway.config.yamlsource import file_source_map
 from gateway.device_hints import check_node
 
 
@@ -86,6 +85,9 @@ def run_checks(cfg: Config) -> list[Problem]:
 
 def line_finder(cfg: Config) -> Callable[..., int]:
     """line(*path): the line of a dotted path in `cfg`'s file (0 if it cannot be read again)."""
+    # Here: the daemon imports this module for its hints and never loads PyYAML itself.
+    from gateway.config.yamlsource import file_source_map
+
     smap = file_source_map(cfg.source)  # None: gone or broken since it was loaded
 
     def line(*path: str | int) -> int:

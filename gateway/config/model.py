@@ -15,7 +15,8 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
+from gateway.config.outputs import AnyOutput, OutputConfig
+from gateway.config.schema import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,8 +25,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from gateway.config.outputs import AnyOutput, OutputConfig
 from gateway.config.sim import validate_sim
 from gateway.config.types import Duration, DurationOrZero, I2CAddress, Name, Size, parse_listen
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-
+from gateway.config.schema import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from gateway.config.types import Duration, Name
 
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
+from gateway.config.schema import Field
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, CrcError, crc8_sensirion, read_bytes, write_bytes
 

@@ -19,10 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice, Section
+from gateway.config.schema import Field
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, WrongChipError, s16, u16_le
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice, Section
+from gateway.config.schema import Field
 from gateway.config.types import I2CAddress
 from gateway.drivers import WrongChipError
 from gateway.drivers import bme280 as formulas

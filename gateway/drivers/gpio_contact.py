@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import DeviceSpec
+from gateway.config.schema import Field
 from gateway.config.types import Duration
 from gateway.drivers.gpio_input import GpioLineConfig
 

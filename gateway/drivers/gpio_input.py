@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
-
 from gateway.config.model import DeviceBase
+from gateway.config.schema import Field
 
 
 @dataclass(frozen=True, slots=True)

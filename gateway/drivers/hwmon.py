@@ -17,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv
 from gateway.config.model import DeviceBase
+from gateway.config.schema import Field
 from gateway.drivers.errors import DriverError
 from gateway.drivers.sysfs import find_by_name
 

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
 from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv
 from gateway.config.model import DeviceBase
+from gateway.config.schema import Field, model_validator
 from gateway.config.types import Duration
 from gateway.drivers.errors import DriverError
 from gateway.drivers.sysfs import find_by_name

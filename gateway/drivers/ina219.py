@@ -21,10 +21,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import Field, field_validator
-
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
+from gateway.config.schema import Field, field_validator
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, DriverError, s16
 

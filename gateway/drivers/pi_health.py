@@ -20,10 +20,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv
 from gateway.config.model import DeviceBase
+from gateway.config.schema import Field
 from gateway.config.types import Duration
 
 log = logging.getLogger("gateway.drivers.pi_health")

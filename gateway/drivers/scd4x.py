@@ -42,11 +42,9 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
-
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice
+from gateway.config.schema import Field, model_validator
 from gateway.config.types import I2CAddress
 from gateway.drivers import ConversionTimeout, NoNewData, check_words, read_bytes, write_bytes
 
@@ -171,6 +169,10 @@ class SCD4xConfig(I2CDevice):
     def _interval_not_below_period(self) -> SCD4xConfig:
         period = SIGNAL_UPDATE_INTERVAL_S[self.mode]
         if self.interval < period:
+            # Validation runs with pydantic only (never in the daemon: gateway.config.plain).
+            from pydantic import ValidationError
+            from pydantic_core import InitErrorDetails, PydanticCustomError
+
             # Reported on `interval` (not on the device as a whole), so the error
             # line points at the key to change.
             raise ValidationError.from_exception_data(

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus
 from gateway.config.model import I2CDevice
+from gateway.config.schema import Field
 from gateway.config.types import I2CAddress
 
 DEFAULT_ADDRESS = 0x48  # ADD0 to GND; 0x49 V+, 0x4A SDA, 0x4B SCL (Table 6-4)

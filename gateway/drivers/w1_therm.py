@@ -28,10 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
 from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv, UserField
 from gateway.config.model import DeviceBase
+from gateway.config.schema import Field, model_validator
 from gateway.config.types import Name
 from gateway.drivers.crc import crc8_maxim
 from gateway.drivers.errors import CrcError, DriverError

@@ -34,10 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
-
 from gateway.catalog.spec import DeviceSpec, LineStream, UserField
 from gateway.config.model import Section, SerialDevice
+from gateway.config.schema import Field, model_validator
 from gateway.config.types import Duration, FieldDeviceClass
 from gateway.protocols.framer import LineFramer
 from gateway.quantities import check_device_class

@@ -33,10 +33,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
-
 from gateway.catalog.spec import DeviceSpec, UserField
 from gateway.config.model import Section, SerialDevice
+from gateway.config.schema import Field, model_validator
 from gateway.config.types import FieldDeviceClass
 from gateway.quantities import check_device_class
 from gateway.reading import ABSENT

@@ -44,10 +44,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-
 from gateway.catalog.spec import DeviceSpec, LineStream
 from gateway.config.model import SerialDevice
+from gateway.config.schema import Field, field_validator
 from gateway.config.types import Duration
 from gateway.protocols.framer import SentenceFramer
 from gateway.reading import ABSENT

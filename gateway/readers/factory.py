@@ -13,7 +13,6 @@ from gateway.catalog.registry import spec_for
 from gateway.config.model import DeviceBase, I2CDevice, SerialDevice
 from gateway.readers.base import ReaderContext
 from gateway.readers.i2c import I2CBuses, I2CReader
-from gateway.readers.kernel import make_kernel_reader
 from gateway.readers.runner import DeviceRunner
 
 
@@ -24,10 +23,12 @@ def make_reader(dev: DeviceBase, ctx: ReaderContext, buses: I2CBuses | None = No
         if buses is None or not isinstance(dev, I2CDevice):
             raise ValueError(f"{dev.name}: an I2C device needs the gateway's buses")
         return I2CReader(dev, spec, ctx, buses)
+    # Here, not at the top: a config without such devices never loads their readers and
+    # the drivers and protocols behind them (memory on a Pi).
     if spec.kind == "kernel":
+        from gateway.readers.kernel import make_kernel_reader
+
         return make_kernel_reader(dev, spec, ctx)
-    # Here, not at the top: a config without serial devices never loads the serial readers
-    # and the protocols behind them (memory on a Pi).
     from gateway.protocols.modbus import ModbusRtuConfig
     from gateway.readers.serial import ModbusReader, StreamReader
 

@@ -17,12 +17,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
-from gateway.config.loader import load_config
 from gateway.config.model import Config, DeviceBase
 from gateway.config.problems import ConfigError
-from gateway.service.checks import deep_checks
+from gateway.config.schema import BaseModel
+from gateway.config.snapshot import load_checked
+from gateway.service.checks import start_checks
 from gateway.service.notify import default_notifier
 from gateway.service.reload_reply import send_reply
 from gateway.service.supervised import Supervised
@@ -67,12 +66,10 @@ def _reload(gw: Supervised) -> ReloadOutcome:
     source = gw.cfg.source
     log.info("SIGHUP: reloading %s", source)
     try:
-        new = load_config(source)
+        # With plain models (the daemon) a child process validates and checks.
+        new, problems = load_checked(source, start_checks)
     except ConfigError as exc:
         return _rejected(source, [str(p) for p in exc.problems])
-    # The model is not loaded here: inference changes need a restart anyway, and `run`
-    # leaves a model that does not load to the inference supervisor.
-    problems = deep_checks(new, load_model=False)
     if problems:
         return _rejected(source, problems)
 
