@@ -19,16 +19,17 @@ def main(argv: list[str]) -> int:
     """The child: validate the file, write (kind, values or problem rows, deep problems).
 
     `--deep`: also run the checks beyond the schema that `run` and a reload run
-    (`start_checks`), here, so the daemon never loads PyYAML's
-    line map for them either."""
+    (`start_checks`), here, so the daemon never loads PyYAML's line map for them."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed while validating goes to stderr, not into the answer
     from gateway.commands import install_sim_validator
     from gateway.config.loader import load_config
     from gateway.config.problems import ConfigError
     from gateway.config.snapshot import values_of
+    from gateway.logs import setup_logging
     from gateway.service.checks import start_checks
 
+    setup_logging("warning")  # what it logs looks like the daemon's own lines (journal)
     deep = argv[:1] == ["--deep"]
     path = argv[-1]
     install_sim_validator()
