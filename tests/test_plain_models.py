@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.config import ConfigError, parse_config
 from gateway.config.plain import BaseModel, Field
@@ -218,6 +220,46 @@ def test_every_kind_of_value_comes_back_as_it_was() -> None:
     assert [type(v) for v in restore(encoded)] == [type(v) for v in value]
     with pytest.raises(TypeError, match="cannot be handed over"):
         values_of(object())
+
+
+_KEYS = st.one_of(st.text(max_size=5), st.integers(), st.booleans(), st.none())
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                    st.floats(allow_nan=False), st.binary(max_size=6),
+                    st.builds(Path, st.text(min_size=1, max_size=8).map(lambda t: "/" + t)))
+_VALUES = st.recursive(_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.lists(inner, max_size=4).map(tuple),
+    st.dictionaries(_KEYS, inner, max_size=4),
+    st.frozensets(_LEAVES.filter(lambda v: not isinstance(v, float)), max_size=3)),
+    max_leaves=12)
+
+
+def _typed(value: Any) -> Any:
+    """`value` with every container's type spelled out: `==` alone takes (1,) == [1]
+    as different but 1 == 1.0 == True as equal."""
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, [_typed(v) for v in value])
+    if isinstance(value, dict):
+        return ("dict", [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, frozenset | set):
+        return (type(value).__name__, sorted(map(repr, value)))
+    return (type(value).__name__, value)
+
+
+@given(_VALUES)
+def test_any_config_value_crosses_the_json_hand_over_unchanged(value: Any) -> None:
+    """Hypothesis: whatever a model field may hold comes back with the same types."""
+    back = restore(json.loads(json.dumps(values_of(value))))
+    assert _typed(back) == _typed(value)
+
+
+def test_every_documented_config_rebuilds_equal_from_its_values(tmp_path: Path) -> None:
+    """The hand-over's values build models equal to the validated ones (here with
+    pydantic's classes, which validate them again on the way)."""
+    from gateway.config import load_config
+
+    for path in _full_configs(tmp_path):
+        cfg = load_config(path)
+        assert restore(json.loads(json.dumps(values_of(cfg)))) == cfg, path.read_text()
 
 
 class _Point(BaseModel):

@@ -48,8 +48,11 @@ def load_validated(path: str | Path) -> Config:
 
 def load_checked(path: str | Path, checks: Checks | None) -> tuple[Config, list[str]]:
     """The validated config of `path` and the problems `checks` finds in it (none when
-    `checks` is None); raises ConfigError. With plain models the child process runs
-    both, the deep checks as `run` needs them (see CHILD)."""
+    `checks` is None); raises ConfigError.
+
+    `checks` is `gateway.service.checks.start_checks` (what `run` and a reload check),
+    passed in because this layer sits below the service's. With plain models the child
+    process validates and runs that same function itself (CHILD, `--deep`)."""
     if not schema.PLAIN:
         import gateway.config
 
