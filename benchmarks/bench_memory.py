@@ -7,7 +7,7 @@
 - What each step of `edge-gateway run` adds, in one probe process that takes them in
   the daemon's order: plain models (the daemon never loads pydantic; a child process
   validates the file: gateway.config.snapshot), its imports, the config from the child,
-  `Gateway(cfg)`, the start-up GC freeze and heap trim. And the child's own peak RSS.
+  `Gateway(cfg)`, the start-up GC freeze. And the child's own peak RSS.
 - Import time: `python -X importtime` of what `edge-gateway run` imports, the top 10
   by cumulative time, against `import paho.mqtt.client` the same way.
 - Heavy imports: which of numpy, pydantic, prometheus_client, ai_edge_litert,
@@ -148,7 +148,7 @@ IMPORT_STEPS = (
     ("the config, from the validating child", "from gateway.config.snapshot import "
      "load_validated; cfg = load_validated(CFG)"),
     ("Gateway(cfg) (spool, readers, sim)", "gw = gateway.commands.run.Gateway(cfg)"),
-    ("start-up GC freeze and heap trim", "gateway.commands.run.freeze_startup_objects()"),
+    ("start-up GC freeze", "gateway.commands.run.freeze_startup_objects()"),
 )
 
 STEP_PROBE = """

@@ -213,8 +213,8 @@ class Gateway:
 
     def _trim_when_settled(self) -> None:
         """Once the start (or a reload) has settled, give the C heap's free memory back:
-        the first connect, commits and readings leave garbage behind (0.3 MiB; RSS is
-        what a small Pi's user sees, docs/small-pi.md)."""
+        the imports, the config's hand-over, the first connect and commits leave 1.7 MiB
+        of garbage behind (RSS is what a small Pi's user sees, docs/small-pi.md)."""
         if self._trim_at is not None and time.monotonic() >= self._trim_at:
             self._trim_at = None
             trim_heap()

@@ -22,6 +22,7 @@ import ast
 import contextlib
 import difflib
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -247,3 +248,23 @@ def judge(original: bytes, data: bytes, path: Path) -> list[str]:
                 wrong.append(f"wrong line (expected one of {sorted(expected)}): "
                              f"{problem}\n{around(data, line)}")
     return wrong
+
+
+@settings(max_examples=EXAMPLES * len(SHIPPED), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(case=mutated_config())
+def test_a_mutated_config_that_validates_reaches_the_daemon_unchanged(
+        case: tuple[bytes, bytes]) -> None:
+    """The daemon gets its config as the values a validating child hands over
+    (gateway.config.snapshot): any config that validates, typos that happen to be
+    valid included, must come back from that hand-over equal to what was validated."""
+    from gateway.config import ConfigError, parse_config
+    from gateway.config.loader import decode_config
+    from gateway.config.snapshot import restore, values_of
+
+    _, data = case
+    try:
+        cfg = parse_config(decode_config(data, "mutated.yaml"), "mutated.yaml")
+    except ConfigError:
+        return  # refused: the test above holds check to its lines
+    assert restore(json.loads(json.dumps(values_of(cfg)))) == cfg

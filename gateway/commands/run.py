@@ -11,7 +11,7 @@ from pathlib import Path
 from gateway.cli import EXIT_CONFIG
 from gateway.commands import load_or_report
 from gateway.daemon import Gateway
-from gateway.libc import limit_malloc_arenas, trim_heap
+from gateway.libc import limit_malloc_arenas
 from gateway.logs import print_error
 from gateway.mqtt.credentials import SecretError
 from gateway.outbox.spool import SpoolError
@@ -63,11 +63,8 @@ def freeze_startup_objects() -> int:
     They live as long as the daemon, yet every full collection walked all of them: a
     20 ms stop of every thread on a desktop core (more on a Pi), the largest single
     delay a reading met (benchmarks/bench_latency.py). Collecting first leaves only
-    live objects to freeze; refcounting still frees any of them that goes away. Then the
-    C heap's free memory goes back to the system."""
+    live objects to freeze; refcounting still frees any of them that goes away. (The
+    memory start-up freed goes back to the system once it has settled: Gateway.run.)"""
     gc.collect()
     gc.freeze()
-    # What start-up freed (the imports' and the config's garbage, the collection above)
-    # still sits in the C heap: give it back, once (1.4 MiB of a 30 MiB daemon).
-    trim_heap()
     return gc.get_freeze_count()
