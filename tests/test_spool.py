@@ -99,6 +99,28 @@ def test_seqs_are_kept_by_the_rows_then_by_the_table_when_a_device_drains(
         again.close()
 
 
+def test_a_commit_that_drains_a_device_writes_its_seq_in_one_more_page(tmp_path: Path) -> None:
+    """A burst split in two (a straggler) makes the first commit delete a device's last
+    row: its seq goes to `seqs`. That table is WITHOUT ROWID, so the commit writes the
+    messages page and ONE seqs page; a rowid table keyed by text would add its key
+    index's page (3 WAL frames, not 2)."""
+    spool = SqliteSpool(tmp_path / "s.db")
+    try:
+        first = spool.write(rows("a", [1]) + rows("b", [1]), []).stored
+        wal = tmp_path / "s.db-wal"
+        before = wal.stat().st_size
+        spool.write(rows("a", [2]), [m.id for m in first])  # b's last row goes, b's doesn't come
+        frames = (wal.stat().st_size - before) // (PAGE_SIZE + 24)
+        assert frames == 2, frames
+        table = sqlite3.connect(tmp_path / "s.db")
+        try:
+            assert dict(table.execute("SELECT device, seq FROM seqs").fetchall()) == {"b": 1}
+        finally:
+            table.close()
+    finally:
+        spool.close()
+
+
 def test_acks_and_inserts_commit_together_or_not_at_all(tmp_path: Path) -> None:
     spool = SqliteSpool(tmp_path / "s.db")
     first = spool.insert(rows("a", range(1, 4))).stored

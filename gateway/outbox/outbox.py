@@ -63,10 +63,14 @@ class _Flush:
 #: Group commit pacing (see Outbox._group_pause).
 PACE = 2.0
 MAX_GROUP_PAUSE = 0.01
-#: Bursts (see Outbox._settle): readings that arrive within BURST_SPAN of the first
-#: are one burst; an idle spooler waits up to SETTLE_MAX for as many as the last one had.
-BURST_SPAN = 0.005
-SETTLE_MAX = 0.002
+#: Bursts (see Outbox._settle): an idle spooler waits for as many readings as the last
+#: burst had, at most SETTLE_SHARE of the time since the last burst began (within
+#: SETTLE_MIN..SETTLE_MAX); readings taken within that wait plus BURST_SLACK of the
+#: first are one burst.
+BURST_SLACK = 0.003
+SETTLE_MIN = 0.002
+SETTLE_MAX = 0.005
+SETTLE_SHARE = 0.005
 #: A backlog of at least BACKLOG_TRIM readings that has drained below BACKLOG_DONE:
 #: the memory its delivery used is given back (gateway.libc.trim_heap).
 BACKLOG_TRIM = 2000
@@ -80,6 +84,11 @@ FILE_CHECK_INTERVAL = 1.0
 
 _STOP = object()
 _ACKS_WAITING = object()  # wakes an idle spooler: acks arrived (they wait in _acks)
+
+
+def settle_limit(since_last_burst: float) -> float:
+    """How long an idle spooler waits for the rest of a burst (see Outbox._settle)."""
+    return min(SETTLE_MAX, max(SETTLE_MIN, SETTLE_SHARE * since_last_burst))
 
 
 def open_spool(
@@ -144,6 +153,7 @@ class Outbox:
         self._last_commit_end = 0.0  # monotonic; with its cost: pacing (_group_pause)
         self._last_commit_cost = 0.0
         self._burst_start = 0.0  # monotonic: the first reading of the current burst
+        self._burst_span = SETTLE_MIN + BURST_SLACK  # readings this soon after it count
         self._burst_seen = 0  # readings taken in the current burst so far
         self._burst_expect = 0  # how many the last burst had
         self._backlog_peak = 0  # the most readings the spool held since the last trim
@@ -352,7 +362,7 @@ class Outbox:
                     batch.extend(inbox.take(self.commit_max_rows - len(batch)))
             if any(b is _STOP for b in batch):
                 self._stop_taken = True
-            if time.monotonic() - self._burst_start <= BURST_SPAN:
+            if time.monotonic() - self._burst_start <= self._burst_span:
                 self._burst_seen += sum(isinstance(b, Reading) for b in batch)
             with self._acks_lock:
                 acked, self._acks = self._acks, []
@@ -394,15 +404,24 @@ class Outbox:
         millisecond or two. An idle spooler woken by the first would commit it alone and
         the rest in a second commit: two fsyncs, and each dirties a 4 KiB page of the
         WAL again (docs/small-pi.md). So the spooler learns how many readings the last
-        burst had and waits, at most SETTLE_MAX, until that many are in hand: one
-        commit per burst. A lone reading (bursts of one) does not wait at all."""
+        burst had and waits until that many are in hand: one commit per burst. A lone
+        reading (bursts of one) does not wait at all.
+
+        The wait is bounded by the bursts' own pace: 0.5 % of the time since the last
+        burst began, within 2..5 ms. Bursts a second apart wait up to 5 ms for a
+        straggler (a bus thread the scheduler or the GIL held back): an fsync saved per
+        second for a few ms on a reading taken once a second. Bursts 10 ms apart wait
+        at most 2 ms: their latency matters more than their commits."""
         now = time.monotonic()
-        if now - self._burst_start <= BURST_SPAN:
+        since = now - self._burst_start
+        if since <= self._burst_span:
             return  # within a burst, already committing
         self._burst_expect, self._burst_start, self._burst_seen = self._burst_seen, now, 0
+        limit = settle_limit(since)
+        self._burst_span = limit + BURST_SLACK
         more = min(self._burst_expect, self.commit_max_rows) - 1  # this one is in hand
         if more > 0:
-            self._inbox.wait_len(more, SETTLE_MAX)
+            self._inbox.wait_len(more, limit)
 
     def _group_pause(self) -> float:
         """Group commit under sustained load: a reading that arrives right after a commit
