@@ -303,6 +303,24 @@ def test_a_round_of_the_spooler_that_raises_is_counted_and_it_goes_on(
 
 
 @pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)
+def test_a_round_of_the_spool_syncer_that_raises_is_counted_and_it_goes_on(
+        outbox: Outbox, error: type[Exception], caplog: pytest.LogCaptureFixture) -> None:
+    spool = outbox.spool
+    assert isinstance(spool, SqliteSpool) and spool._syncer is not None
+    syncer = spool._syncer
+    syncer._sync = raising(syncer._sync, error)  # type: ignore[method-assign]
+    outbox.put(reading("a", 1.0))
+    assert outbox.flush(WAIT)
+    assert wait_until(lambda: outbox.stats.thread_errors == 1, WAIT)
+    assert logged(caplog, "spool syncer", error.__name__)
+    synced = syncer.syncs
+    outbox.put(reading("a", 2.0))  # the thread went on: this commit is synced
+    assert outbox.flush(WAIT)
+    assert spool.wait_synced(WAIT) and syncer.alive()
+    assert wait_until(lambda: syncer.syncs > synced, WAIT)
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)
 def test_a_spool_write_that_raises_is_retried(outbox: Outbox, error: type[Exception]) -> None:
     # The outbox inserts readings in a transaction of their own (acks: another one).
     outbox.spool.insert = raising(outbox.spool.insert, error, times=2)  # type: ignore[method-assign]

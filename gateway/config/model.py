@@ -186,7 +186,9 @@ class BufferSection(Section):
     )
     sync: Literal["full", "normal"] = Field(
         default="full",
-        description="full: survives power loss (an fsync per commit); normal: survives crashes.",
+        description="full: survives power loss (the WAL is fsynced right after each commit, "
+        "by a thread of its own, so readings are not held back by the disk); normal: "
+        "survives crashes.",
     )
     commit_interval: DurationOrZero = Field(
         default=0.0, le=10.0,

@@ -160,8 +160,12 @@ class Outbox:
         self._full_since: float | None = None
         self._burst_dropped = 0
         self.stats = OutboxStats()
-        #: Told the thread's name when a round of the spooler raised (Health.thread_error).
+        #: Told the thread's name when a round of the spooler (or of a thread of the
+        #: spool's own, its syncer) raised (Health.thread_error).
         self.on_thread_error: Callable[[str], None] | None = None
+        watch = getattr(spool, "watch_threads", None)
+        if watch is not None:
+            watch(self._thread_failed)
         self.error: BaseException | None = None
         # Taken from the inbox, not yet committed because the spool refused the insert
         # (readings without a seq, and flushes), in the order put. At most commit_max_rows.
@@ -308,14 +312,17 @@ class Outbox:
                             refused=s.overflowed, unencodable=s.unencodable,
                             errors=s.spool_errors, recreated=s.recreated)
 
+    def _thread_failed(self, name: str) -> None:
+        self.stats.thread_errors += 1
+        if self.on_thread_error is not None:
+            self.on_thread_error(name)
+
     # -- the spooler thread ---------------------------------------------------------
     def _run(self) -> None:
         from gateway.threadguard import run_guarded
 
         def count(exc: Exception) -> None:
-            self.stats.thread_errors += 1
-            if self.on_thread_error is not None:
-                self.on_thread_error("outbox-spooler")
+            self._thread_failed("outbox-spooler")
 
         def pause(seconds: float) -> bool:
             time.sleep(seconds)  # the loop starts over and finds a stop in the inbox

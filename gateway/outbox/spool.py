@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from gateway.outbox.faults import (
     free_bytes,
 )
 from gateway.outbox.seqlease import LEASE_BLOCK, SeqLease
+from gateway.outbox.walsync import WalSyncer
 
 __all__ = [
     "MemorySpool",
@@ -278,6 +280,11 @@ class SqliteSpool(_Capacity):
         self._reader_lock = threading.Lock()
         self._reader_db: sqlite3.Connection | None = None
         self.lease = SeqLease(Path(f"{self.path}.seq"), lease_block)
+        # sync: full fsyncs the WAL off the spooler's path (gateway.outbox.walsync) until
+        # an fdatasync fails; then each COMMIT syncs inline again (synchronous=FULL).
+        self._inline_sync = sync != "full"
+        self._inline_synced = False  # the writer was switched to synchronous=FULL
+        self._syncer: WalSyncer | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -307,6 +314,10 @@ class SqliteSpool(_Capacity):
             self.lease.extend(self.spool_id, self._seqs)
         except OSError as exc:  # a full disk at start: retried before the next insert
             log.warning("cannot write the seq lease %s: %s", self.lease.path, exc)
+        if not self._inline_sync:  # last: a spool that failed to open leaves no thread
+            self._syncer = WalSyncer(Path(f"{self.path}-wal"),
+                                     weakref.WeakMethod(self._sync_failed))
+            self._synced_commit()  # the commits made while opening
 
     # -- opening ---------------------------------------------------------------
     def _warn_if_little_space(self) -> None:
@@ -329,11 +340,42 @@ class SqliteSpool(_Capacity):
         # payload; docs/small-pi.md).
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self.sync.upper()}")
+        db.execute(f"PRAGMA synchronous={self._synchronous()}")
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return db
+
+    def _synchronous(self) -> str:
+        """FULL only where the COMMIT itself must sync (after the syncer failed)."""
+        return "FULL" if self.sync == "full" and self._inline_sync else "NORMAL"
+
+    def _sync_failed(self, exc: OSError) -> None:
+        """From the syncer thread: commit with an fsync inside each transaction again,
+        so the next one that cannot reach the disk fails where it is retried."""
+        self._inline_sync = True
+
+    def _synced_commit(self) -> None:
+        """A COMMIT returned: with sync: full, have the WAL synced (or sync it inline)."""
+        if self._syncer is None or self._inline_synced:
+            return
+        if self._inline_sync:
+            # The syncer failed: this and every later COMMIT syncs inside its transaction
+            # (the first one also covers the frames the failed sync left behind).
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._inline_synced = True
+            return
+        self._syncer.ask()
+
+    def watch_threads(self, on_error: Callable[[str], None]) -> None:
+        """`on_error(thread name)` for each exception a round of the spool's own thread
+        (the syncer) survives."""
+        if self._syncer is not None:
+            self._syncer.on_thread_error = lambda: on_error("spool-syncer")
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """True once every commit so far is on disk (sync: full; at once otherwise)."""
+        return self._syncer is None or self._syncer.wait(None, timeout)
 
     def _open_writer(self) -> sqlite3.Connection:
         db = self._connect()
@@ -485,6 +527,7 @@ class SqliteSpool(_Capacity):
             else:
                 self._db.execute("DELETE FROM meta WHERE key = 'delayed_open'")
             self._db.execute("COMMIT")
+            self._synced_commit()
 
     def _first_free_id(self) -> int:
         """Above every id in the table and every id handed out before a clean close
@@ -711,6 +754,7 @@ class SqliteSpool(_Capacity):
                     getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
                 failed = SpoolWriteError("full", f"{self._growth_limit} ({exc})")
             raise failed from exc
+        self._synced_commit()
         self._count, self._bytes = count, nbytes
         self._rows_of = {d: n for d, n in rows_of.items() if n}
         if ids is None:  # held rows: their ids and seqs were given when they were held
@@ -841,7 +885,13 @@ class SqliteSpool(_Capacity):
                 " FROM (SELECT * FROM messages WHERE id > ? ORDER BY id LIMIT ?)",
                 (after_id, limit),
             ).fetchone()
-        rows = json.loads(packed)
+            rows = json.loads(packed)
+            if len(rows) < limit and self._reader_db is not None:
+                # Caught up: from here the outbox hands new rows over itself, and the
+                # spool is read again only after an outage or a reconnect. The
+                # connection (its caches, ~50 KiB) is opened again then.
+                self._reader_db.close()
+                self._reader_db = None
         rows.sort(key=lambda r: r[0])  # already in order in practice; SQL does not promise it
         fromhex = bytes.fromhex
         return [Message(r[0], r[1], fromhex(r[2]), r[3], r[4]) for r in rows]
@@ -874,8 +924,10 @@ class SqliteSpool(_Capacity):
                           self._count)
         if self.check_file() is None:
             self._write_down()
-        self.checkpoint("TRUNCATE")
+        self.checkpoint("TRUNCATE")  # syncs the WAL, then the database file
         self._db.close()
+        if self._syncer is not None:
+            self._syncer.close()
 
     def _write_down(self) -> None:
         """At a clean close: every device's seq and the next id, so the file alone says
