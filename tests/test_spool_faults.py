@@ -1,6 +1,7 @@
 """The spool at the edge of the disk, on real files: a database that cannot grow
-(SQLite's max_page_count), a file size limit (RLIMIT_FSIZE in a child process), an
-unwritable file or directory, the file deleted or replaced while in use, a lost spool."""
+(SQLite's max_page_count), a file size limit (RLIMIT_FSIZE in a child process), a real
+small file system filled up (a tmpfs in a child's own mount namespace), an unwritable
+file or directory, the file deleted or replaced while in use, a lost spool."""
 
 from __future__ import annotations
 
@@ -462,3 +463,97 @@ def test_spool_files_stay_within_max_bytes_plus_the_margin(tmp_path: Path) -> No
     print(f"largest total of the spool's files: {largest} bytes for max_bytes {max_bytes} "
           f"(margin {margin_bytes()} bytes)")
     assert largest <= max_bytes + margin_bytes()
+
+
+# -- a real file system that fills up -------------------------------------------------------
+
+_SMALL_FS_CHILD = r'''
+import json, os, subprocess, sys, time
+from pathlib import Path
+from gateway.outbox import Outbox
+from gateway.outbox.spool import SqliteSpool
+from gateway.reading import Reading
+from tests.support import wait_until
+
+d = Path(sys.argv[1])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], check=True)
+spool = SqliteSpool(d / "s.db")  # sync: full, the default: the syncer runs
+box = Outbox(spool, "gw", queue_size=100_000, put_timeout=60.0)
+box.start()
+out = {"syncer": spool._syncer is not None and spool._syncer.alive()}
+n = 0
+
+def put(k):
+    global n
+    for _ in range(k):
+        n += 1
+        assert box.put(Reading("d", {"v": n, "pad": "x" * 200}))
+
+seen = []
+def drain():
+    got = box.take(500)
+    seen.extend(m.seq for m in got)
+    box.ack(m.id for m in got)
+    return got
+
+put(300)
+assert box.flush(60)
+# The file system fills up for real: another file takes every free block.
+filler = d / "filler"
+fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(fd, b"\0" * 4096)
+except OSError as exc:
+    out["filler_error"] = exc.errno
+finally:
+    os.close(fd)
+put(3000)
+out["full_seen"] = wait_until(lambda: box.spool_state == "full", 60)
+out["error"] = box.spool_error
+out["waiting_or_stored"] = wait_until(lambda: box.depth() + box.stats.delivered == n, 60)
+# Space comes back; the broker acknowledges everything it is given.
+filler.unlink()
+out["recovered"] = wait_until(lambda: (drain() or True) and box.spool_state == "ok"
+                              and len(seen) == n and box.depth() == 0, 120)
+out["in_order"] = seen == list(range(1, n + 1))
+out["n"], out["seen"] = n, len(seen)
+out["thread_errors"] = box.stats.thread_errors
+box.stop()
+out["synced"] = spool._syncer is not None and not spool._syncer.alive()
+print(json.dumps(out))
+'''
+
+
+def _user_namespaces() -> str | None:
+    """Why a private mount namespace cannot be had here (None: it can)."""
+    import shutil
+    if shutil.which("unshare") is None:
+        return "no unshare(1)"
+    p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
+                       capture_output=True, text=True, timeout=30)
+    return None if p.returncode == 0 else f"unshare: {p.stderr.strip()}"
+
+
+def test_a_real_small_file_system_that_fills_up_loses_nothing(tmp_path: Path) -> None:
+    """A 2 MiB tmpfs (mounted in a user and mount namespace of a child, so a normal user
+    can too) filled to the last block by another file: the spool stops taking rows,
+    readings wait in memory, nothing is lost or reordered, and once the file is gone the
+    spool is writable again. The real statvfs and the real ENOSPC, not a stand-in."""
+    why = _user_namespaces()
+    if why is not None:
+        pytest.skip(f"a private mount namespace is not available here ({why})")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable,
+                        "-c", _SMALL_FS_CHILD, str(mnt)], cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    import json
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["syncer"] and out["filler_error"] == 28  # ENOSPC: the file system is full
+    assert out["full_seen"], out
+    assert "disk full: 0 KiB free" in (out["error"] or ""), out  # the real statvfs said so
+    assert out["waiting_or_stored"], out
+    assert out["recovered"] and out["in_order"], out
+    assert out["thread_errors"] == 0 and out["synced"], out
