@@ -34,6 +34,7 @@ class Fdatasync:
     def __init__(self) -> None:
         self.real: Callable[[int], None] = os.fdatasync
         self.paths: list[str] = []
+        self.inodes: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
@@ -41,6 +42,7 @@ class Fdatasync:
 
     def __call__(self, fd: int) -> None:
         self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        self.inodes.append(os.fstat(fd).st_ino)
         self.entered.set()
         assert self.gate.wait(30)
         if self.fail is not None:
@@ -147,3 +149,24 @@ def test_a_syncer_whose_spool_is_gone_ends(tmp_path: Path,
     assert gone() is None
     syncer._thread.join(30)
     assert not syncer.alive()
+
+
+def test_a_spool_written_anew_is_synced_in_its_new_file(tmp_path: Path,
+                                                        fdatasync: Fdatasync) -> None:
+    """The syncer keeps the WAL open between syncs; when the spool file is deleted and
+    written anew, the next sync is of the new WAL, not of the deleted one."""
+    spool = SqliteSpool(tmp_path / "s.db", sync="full")
+    try:
+        spool.insert(rows("a", [1]))
+        assert spool.wait_synced(30)
+        old = fdatasync.inodes[-1]
+        for name in ("s.db", "s.db-wal"):
+            (tmp_path / name).unlink()
+        spool.recreate()
+        spool.insert(rows("a", [2]))
+        assert spool.wait_synced(30)
+        assert fdatasync.inodes[-1] != old
+        assert fdatasync.inodes[-1] == (tmp_path / "s.db-wal").stat().st_ino
+        assert [m.seq for m in spool.fetch(0, 10)] == [1, 2]
+    finally:
+        spool.close()

@@ -485,6 +485,8 @@ class SqliteSpool(_Capacity):
                           "file aside to %s", self.path, aside)
             os.replace(tmp, self.path)
             self._db = self._open_writer()
+            if self._syncer is not None:
+                self._syncer.reopen()  # a new file, a new WAL
             self._page_cap = 0
             self._identity = self._stat_identity()
         self.recreated += 1

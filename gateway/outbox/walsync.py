@@ -53,6 +53,11 @@ class WalSyncer:
         self._asked = 0  # commits that asked for a sync
         self._done = 0  # commits covered by the syncs done (or failed: reported)
         self._closed = False
+        # The WAL stays open between syncs (an open and a close fewer per commit, each a
+        # syscall and a GIL hand-off); `reopen` marks it stale when the spool's
+        # connections are opened anew (the file may be another one then).
+        self._fd: int | None = None
+        self._stale = False
         self._thread = threading.Thread(target=self._main, name="spool-syncer", daemon=True)
         self._thread.start()
 
@@ -69,6 +74,10 @@ class WalSyncer:
             want = self._asked if ticket is None else ticket
             return self._cond.wait_for(lambda: self._done >= want or not self.alive(),
                                        timeout) and self._done >= want
+
+    def reopen(self) -> None:
+        """The spool opened its files anew: open the WAL again before the next sync."""
+        self._stale = True
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -104,6 +113,7 @@ class WalSyncer:
                 if not woken and self._on_error() is not None:
                     continue  # idle, and the spool is still there
                 if self._asked == self._done:
+                    self._drop_fd()
                     return  # closed (or the spool is gone), nothing outstanding
                 target = self._asked
             try:
@@ -115,21 +125,29 @@ class WalSyncer:
                     self._done = max(self._done, target)
                     self._cond.notify_all()
 
+    def _drop_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def _sync(self) -> None:
+        if self._stale:
+            self._stale = False
+            self._drop_fd()
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.wal, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return  # no WAL (yet, or after the last connection closed): nothing to sync
+            except OSError as exc:
+                self._failed(exc)
+                return
         try:
-            fd = os.open(self.wal, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return  # no WAL (yet, or after the last connection closed): nothing to sync
-        except OSError as exc:
-            self._failed(exc)
-            return
-        try:
-            os.fdatasync(fd)
+            os.fdatasync(self._fd)
             self.syncs += 1
         except OSError as exc:
+            self._drop_fd()
             self._failed(exc)
-        finally:
-            os.close(fd)
 
     def _failed(self, exc: OSError) -> None:
         self.errors += 1
