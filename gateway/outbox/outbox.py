@@ -163,9 +163,7 @@ class Outbox:
         #: Told the thread's name when a round of the spooler (or of a thread of the
         #: spool's own, its syncer) raised (Health.thread_error).
         self.on_thread_error: Callable[[str], None] | None = None
-        watch = getattr(spool, "watch_threads", None)
-        if watch is not None:
-            watch(self._thread_failed)
+        spool.watch_threads(self._thread_failed)
         self.error: BaseException | None = None
         # Taken from the inbox, not yet committed because the spool refused the insert
         # (readings without a seq, and flushes), in the order put. At most commit_max_rows.

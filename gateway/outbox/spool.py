@@ -98,6 +98,7 @@ class Spool(Protocol):
     def fetch(self, after_id: int, limit: int) -> list[Message]: ...
     def count(self) -> int: ...
     def size_bytes(self) -> int: ...
+    def watch_threads(self, on_error: Callable[[str], None]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -1053,6 +1054,9 @@ class MemorySpool(_Capacity):
 
     def size_bytes(self) -> int:
         return int(self._bytes)
+
+    def watch_threads(self, on_error: Callable[[str], None]) -> None:
+        """A memory spool runs no thread of its own."""
 
     def close(self) -> None:
         if self._rows:
