@@ -66,11 +66,19 @@ def spool_state(path: Path) -> tuple[dict[str, int], int]:
 
 
 def check_complete(sub: Subscriber, last: dict[str, int]) -> Counter[str]:
-    """Every device's seqs 1..last arrived (in order after dropping duplicates)."""
+    """Every device's seqs 1..last arrived (in order after dropping duplicates), each
+    seq naming one reading."""
     duplicates: Counter[str] = Counter()
     for dev in DEVICES:
-        seqs = [m.json()["seq"] for m in sub.on(f"{PREFIX}/{dev}")]
+        got = sub.on(f"{PREFIX}/{dev}")
+        seqs = [m.json()["seq"] for m in got]
         assert last.get(dev, 0) > 0, f"{dev}: nothing was accepted"
+        # A duplicate is the same reading again: a seq never names two readings (a
+        # consumer that drops duplicates by seq would drop the second one).
+        payloads: dict[int, bytes] = {}
+        for m, s in zip(got, seqs, strict=True):
+            assert payloads.setdefault(s, m.payload) == m.payload, (
+                f"{dev}: seq {s} given to two readings: {payloads[s]!r} and {m.payload!r}")
         assert set(seqs) == set(range(1, last[dev] + 1)), (
             f"{dev}: missing {sorted(set(range(1, last[dev] + 1)) - set(seqs))[:20]}"
         )

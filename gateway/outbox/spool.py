@@ -29,6 +29,7 @@ from gateway.outbox.faults import (
     file_size_limit,
     free_bytes,
 )
+from gateway.outbox.handover import HandoverNote, boot_id
 from gateway.outbox.seqlease import LEASE_BLOCK, SeqLease
 from gateway.outbox.walsync import WalSyncer
 
@@ -281,6 +282,9 @@ class SqliteSpool(_Capacity):
         self._reader_lock = threading.Lock()
         self._reader_db: sqlite3.Connection | None = None
         self.lease = SeqLease(Path(f"{self.path}.seq"), lease_block)
+        self.handover = HandoverNote(Path(f"{self.path}.staged"))
+        self._boot = boot_id()
+        self._last_run: dict[str, str] = {}  # the marks a run that did not close left
         # sync: full fsyncs the WAL off the spooler's path (gateway.outbox.walsync) until
         # an fdatasync fails; then each COMMIT syncs inline again (synchronous=FULL).
         self._inline_sync = sync != "full"
@@ -310,7 +314,7 @@ class SqliteSpool(_Capacity):
         self._warn_if_little_space()
         self.lease.load()
         self._seqs = self.lease.start_seqs(self.spool_id, self._stored_seqs())
-        self._note_delayed_run()
+        self._note_last_run()
         try:
             self.lease.extend(self.spool_id, self._seqs)
         except OSError as exc:  # a full disk at start: retried before the next insert
@@ -398,14 +402,18 @@ class SqliteSpool(_Capacity):
 
     def _probe_write(self) -> str:
         """A real write at open (a read-only file or directory fails here, not later);
-        returns the spool's id, made on first use (see seqlease)."""
+        returns the spool's id, made on first use (see seqlease). In the same transaction:
+        the marks of a run that did not close are read (`_note_last_run`), and this run's
+        mark, this boot's id, is set until `close()` (gateway.outbox.handover)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("SELECT value FROM meta WHERE key = 'spool_id'").fetchone()
             spool_id = row[0] if row else uuid.uuid4().hex
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spool_id', ?)",
-                       (spool_id,))
+            self._last_run = {str(k): str(v) for k, v in db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('open_boot', 'delayed_open')")}
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('spool_id', ?), "
+                       "('open_boot', ?)", (spool_id, self._boot))
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -507,22 +515,40 @@ class SqliteSpool(_Capacity):
             seqs[d] = max(int(q), seqs.get(d, 0))
         return seqs
 
-    def _note_delayed_run(self) -> None:
-        """With write_delay, readings acknowledged in time never reach the file, nor do
-        their seqs: a run that ends without close() (power cut, SIGKILL) leaves the
-        file behind on seq. The marker `delayed_open` says so at the next start, and seq
-        then continues above the lease (a gap, never a seq given twice)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'delayed_open'").fetchone()
-        if row is not None and self.lease.spool_id == self.spool_id:
-            for device, ceiling in self.lease.ceilings.items():
-                self._seqs[device] = max(self._seqs.get(device, 0), ceiling)
-            log.warning(
-                "spool %s: the last run kept readings in memory (buffer.write_delay) and did "
-                "not stop cleanly; those the broker had not acknowledged are lost, and seq "
-                "continues above the lease %s so no seq is given twice", self.path,
-                self.lease.path)
+    def _note_last_run(self) -> None:
+        """Where seq continues after a run that did not close (gateway.outbox.handover):
+
+        - it held readings in memory (buffer.write_delay): those acknowledged in time never
+          reached the file, nor their seqs: above the lease;
+        - the machine restarted since (another boot id): commits after the last fsync may
+          be gone, and their readings may have reached the broker: above the lease;
+        - the process died (the same boot): every COMMIT is in the file; continue above the
+          seqs it handed over ahead of their COMMIT, which the page cache kept too.
+        Then this run's write_delay mark is set or cleared."""
+        last = self._last_run
+        if last and self.lease.spool_id == self.spool_id:
+            if "delayed_open" in last:
+                why = ("kept readings in memory (buffer.write_delay) and did not stop cleanly; "
+                       "those the broker had not acknowledged are lost")
+            elif not self._boot or last.get("open_boot") != self._boot:
+                why = ("did not stop cleanly and the machine has started again since (a power "
+                       "cut?); readings committed after the last fsync may be lost, and may "
+                       "have reached the broker")
+            else:
+                why = ""
+                for device, seq in self.handover.load(self.spool_id).items():
+                    if seq > self._seqs.get(device, 0):
+                        log.warning("spool %s: %s's seqs up to %d were handed to the "
+                                    "publisher before a crash and never committed: seq "
+                                    "continues above them", self.path, device, seq)
+                        self._seqs[device] = seq
+            if why:
+                for device, ceiling in self.lease.ceilings.items():
+                    self._seqs[device] = max(self._seqs.get(device, 0), ceiling)
+                log.warning("spool %s: the last run %s; seq continues above the lease %s so "
+                            "no seq is given twice", self.path, why, self.lease.path)
         want = self.write_delay > 0
-        if want != (row is not None):
+        if want != ("delayed_open" in last):
             self._db.execute("BEGIN IMMEDIATE")
             if want:
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) "
@@ -699,9 +725,9 @@ class SqliteSpool(_Capacity):
                 if staged is not None and ids is None and self._fits_whole(rows):
                     # No capacity policy can touch this transaction, so its rows get these
                     # ids whatever the deletes do: the publisher can start on them now.
-                    told = [Message(self._next_id + i, r.topic, r.payload, r.device, r.seq)
-                            for i, r in enumerate(rows)]
-                    _tell_staged(staged, told)
+                    told = self._hand_over(staged, [
+                        Message(self._next_id + i, r.topic, r.payload, r.device, r.seq)
+                        for i, r in enumerate(rows)])
             db.execute("BEGIN IMMEDIATE")
             if delete_ids:
                 removed, removed_bytes = self._delete(delete_ids, rows_of, emptied)
@@ -744,8 +770,7 @@ class SqliteSpool(_Capacity):
                 db.execute(_upsert_seq_sql(size),
                            [v for item in last[start:start + size] for v in item])
             if staged is not None and ids is None and result.stored and not told:
-                told = result.stored
-                _tell_staged(staged, told)
+                told = self._hand_over(staged, result.stored)
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             if told:
@@ -765,6 +790,19 @@ class SqliteSpool(_Capacity):
             for m in result.stored:
                 self._seqs[m.device] = m.seq
         return result
+
+    def _hand_over(self, staged: Staged, msgs: list[Message]) -> list[Message]:
+        """Hand rows to the publisher ahead of their COMMIT, once their seqs are noted
+        where a restart after a crash finds them (gateway.outbox.handover); [] if they
+        could not be noted (they then go once committed)."""
+        seqs: dict[str, int] = {}
+        for m in msgs:
+            if m.seq > seqs.get(m.device, 0):
+                seqs[m.device] = m.seq
+        if not self.handover.note(self.spool_id, seqs):
+            return []
+        _tell_staged(staged, msgs)
+        return msgs
 
     def _fits_whole(self, rows: list[NewRow]) -> bool:
         """`rows` fit beside every row already stored: no policy drops or refuses any."""
@@ -929,14 +967,21 @@ class SqliteSpool(_Capacity):
             self._write_down()
         self.checkpoint("TRUNCATE")  # syncs the WAL, then the database file
         self._db.close()
+        self.handover.close()
         if self._syncer is not None:
             self._syncer.close()
 
     def _write_down(self) -> None:
         """At a clean close: every device's seq and the next id, so the file alone says
-        where things stand (tools read `seqs`). Not needed for correctness: without it,
-        `_stored_seqs` and `_first_free_id` work the same out at the next open."""
-        last = list(self._seqs.items())
+        where things stand (tools read `seqs`), and this run's marks go (the next start
+        continues exactly). Without it (a crash) the next open works the seqs out from
+        the rows, the handover note or the lease (`_note_last_run`)."""
+        # Seqs handed over ahead of a COMMIT that then failed may be at the broker: the
+        # next run continues above them too.
+        seqs = dict(self._seqs)
+        for device, seq in self.handover.seqs.items():
+            seqs[device] = max(seq, seqs.get(device, 0))
+        last = list(seqs.items())
         try:
             self._db.execute("BEGIN IMMEDIATE")
             for start, size in _chunks(len(last)):
@@ -945,7 +990,7 @@ class SqliteSpool(_Capacity):
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)",
                              (str(self._next_id),))
             if not self._held:  # everything held is on disk: the seqs above are exact
-                self._db.execute("DELETE FROM meta WHERE key = 'delayed_open'")
+                self._db.execute("DELETE FROM meta WHERE key IN ('delayed_open', 'open_boot')")
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             try:

@@ -1,0 +1,198 @@
+"""No seq is ever given to two readings, whatever crashes (gateway.outbox.handover).
+
+Rows are handed to the publisher before their COMMIT (and, with `sync: full`, before
+the fsync after it), so a reading can be at the broker and missing from the spool
+after a crash. The restarted spool must not give its seq to a new reading: a consumer
+that drops duplicates by seq would drop that reading. What must hold:
+- the process killed (a real SIGKILL, in a child) between the hand-over and the
+  COMMIT: the next start continues above the handed-over seqs, with no further gap;
+- the machine restarted since (another boot id): above the seq lease;
+- a clean close, or a crash with nothing handed over early: exactly where it stopped;
+- the note cannot be written: nothing is handed over before its COMMIT.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox import handover
+from gateway.outbox.handover import HandoverNote, boot_id
+from gateway.outbox.seqlease import SeqLease
+from gateway.outbox.spool import Message, NewRow, SqliteSpool
+from tests.support import REPO
+
+BLOCK = 100
+
+
+def rows(device: str, seqs: range | list[int]) -> list[NewRow]:
+    return [NewRow(device, f"p/{device}", s, f'{{"seq":{s}}}'.encode()) for s in seqs]
+
+
+def on_disk(path: Path) -> list[tuple[str, int]]:
+    db = sqlite3.connect(path)
+    try:
+        return [(d, int(q)) for d, q in db.execute("SELECT device, seq FROM messages ORDER BY id")]
+    finally:
+        db.close()
+
+
+KILLED_AT_HAND_OVER = r"""
+import os, signal, sys
+from gateway.outbox.spool import NewRow, SqliteSpool
+
+def rows(device, seqs):
+    return [NewRow(device, f"p/{device}", s, b'{"seq":%d}' % s) for s in seqs]
+
+spool = SqliteSpool(sys.argv[1], lease_block=int(sys.argv[2]))
+spool.insert(rows("a", range(1, 4)) + rows("b", [1]))
+
+def staged(msgs):
+    # The publisher has them (the broker may too): say so, then die before the COMMIT.
+    print(",".join(f"{m.device}{m.seq}" for m in msgs), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+spool.insert(rows("a", range(4, 7)), staged)
+print("committed", flush=True)  # never reached
+"""
+
+
+def kill_at_hand_over(path: Path) -> str:
+    out = subprocess.run([sys.executable, "-c", KILLED_AT_HAND_OVER, str(path), str(BLOCK)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == -9, (out.returncode, out.stderr[-3000:])
+    return out.stdout.strip()
+
+
+def test_a_process_killed_after_the_hand_over_continues_above_what_it_handed_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "s.db"
+    assert kill_at_hand_over(path) == "a4,a5,a6"
+    # Their COMMIT never ran: the rows are not in the spool...
+    assert on_disk(path) == [("a", 1), ("a", 2), ("a", 3), ("b", 1)]
+    caplog.set_level(logging.WARNING, "gateway.spool")
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        # ...but seqs 4..6 may be at the broker: the next reading of "a" is 7, not 4, and
+        # no gap is made beyond them (the same boot: every COMMIT survived in the cache).
+        assert again.last_seqs() == {"a": 6, "b": 1}
+        assert "handed to the publisher before a crash" in caplog.text
+        again.insert(rows("a", [7]))
+    finally:
+        again.close()
+    assert on_disk(path)[-1] == ("a", 7)
+
+
+def test_after_a_restart_of_the_machine_seq_continues_above_the_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "s.db"
+    kill_at_hand_over(path)
+    lease = SeqLease(Path(f"{path}.seq"))
+    lease.load()
+    # A power cut: commits after the last fsync may be gone as well, so the note (not
+    # synced) proves nothing. The lease covers every seq ever handed over.
+    monkeypatch.setattr("gateway.outbox.spool.boot_id", lambda: "another-boot")
+    caplog.set_level(logging.WARNING, "gateway.spool")
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert again.last_seqs() == lease.ceilings
+        assert again.last_seqs()["a"] > 6
+        assert "the machine has started again since" in caplog.text
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_without_an_early_hand_over_seq_continues_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash: bool,
+) -> None:
+    """A clean close, even before a reboot: no gap. A crash of the process after plain
+    commits: no gap either (they are in the file)."""
+    path = tmp_path / "s.db"
+    spool = SqliteSpool(path, lease_block=BLOCK)
+    spool.insert(rows("a", range(1, 6)))
+    if crash:
+        del spool  # no close: the marks stay
+    else:
+        spool.close()
+        monkeypatch.setattr("gateway.outbox.spool.boot_id", lambda: "another-boot")
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert again.last_seqs() == {"a": 5}
+    finally:
+        again.close()
+
+
+def test_a_clean_close_after_a_failed_early_commit_keeps_its_seqs_above(tmp_path: Path) -> None:
+    """Rows handed over whose COMMIT then failed (a full disk) and were never stored
+    before the stop: the seqs recorded at close are above them."""
+    path = tmp_path / "s.db"
+    spool = SqliteSpool(path, lease_block=BLOCK)
+    spool.insert(rows("a", range(1, 3)))
+    assert spool.handover.note(spool.spool_id, {"a": 4})  # as _hand_over does
+    spool.close()
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert again.last_seqs() == {"a": 4}
+    finally:
+        again.close()
+
+
+def test_rows_wait_for_their_commit_while_the_note_cannot_be_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "s.db"
+    Path(f"{path}.staged").mkdir()  # os.open(O_WRONLY) fails: EISDIR
+    caplog.set_level(logging.WARNING, "gateway.spool")
+    spool = SqliteSpool(path, lease_block=BLOCK)
+    handed: list[Message] = []
+    try:
+        result = spool.insert(rows("a", range(1, 4)), handed.extend)
+        assert handed == []  # the outbox hands result.stored over after the COMMIT
+        assert [m.seq for m in result.stored] == [1, 2, 3]
+        spool.insert(rows("a", [4]), handed.extend)
+        assert caplog.text.count("readings are handed to the publisher after their COMMIT") == 1
+        Path(f"{path}.staged").rmdir()
+        spool.insert(rows("a", [5]), handed.extend)
+        assert [m.seq for m in handed] == [5]
+    finally:
+        spool.close()
+
+
+def test_a_torn_or_foreign_note_is_ignored(tmp_path: Path) -> None:
+    note = tmp_path / "n"
+    for text in (b"", b'{"spool_id":"x","seqs":', b"[1,2]\n", b'{"spool_id":"y","seqs":{"a":9}}\n'):
+        note.write_bytes(text)
+        assert HandoverNote(note).load("x") == {}
+    note.write_bytes(b'{"spool_id":"x","seqs":{"a":9}}\n' + b"older, longer bytes")
+    assert HandoverNote(note).load("x") == {"a": 9}
+
+
+def test_the_note_only_grows_and_a_shorter_line_leaves_no_trace(tmp_path: Path) -> None:
+    path = tmp_path / "n"
+    note = HandoverNote(path)
+    assert note.note("x", {"long-device-name": 12345, "b": 2})
+    other = HandoverNote(path)
+    other.seqs = {}
+    assert other.note("x", {"a": 1})  # a new run writes a shorter line over the old one
+    assert HandoverNote(path).load("x") == {"a": 1}
+    assert note.note("x", {"b": 1})  # below what it noted: kept at 2
+    assert note.seqs == {"long-device-name": 12345, "b": 2}
+    note.close()
+    other.close()
+
+
+def test_boot_id_is_the_kernels_and_empty_without_one(tmp_path: Path) -> None:
+    # proc_sys_kernel(5): a UUID in the canonical 8-4-4-4-12 hex form, new at each boot.
+    if handover.BOOT_ID_PATH.exists():
+        got = boot_id()
+        assert len(got) == 36 and got.count("-") == 4, got
+        assert got == boot_id()
+    assert boot_id(tmp_path / "missing") == ""
