@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 if TYPE_CHECKING:
     from gateway.config.model import Config
     from gateway.daemon import Gateway
+    from gateway.outbox.spool import NewRow
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -295,6 +296,24 @@ def running_gateway(cfg: Config) -> Iterator[Gateway]:
         gw.request_stop()
         runner.join(30)
         assert not runner.is_alive(), "the gateway did not stop"
+
+
+def spool_rows(device: str, seqs: range | list[int]) -> list[NewRow]:
+    """Rows for the spool as the outbox makes them (topic `p/<device>`, payload `{"seq":n}`)."""
+    from gateway.outbox.spool import NewRow
+
+    return [NewRow(device, f"p/{device}", s, f'{{"seq":{s}}}'.encode()) for s in seqs]
+
+
+def seqs_on_disk(path: Path) -> list[tuple[str, int]]:
+    """(device, seq) of every row in the spool file, in id order."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return [(d, int(q)) for d, q in db.execute("SELECT device, seq FROM messages ORDER BY id")]
+    finally:
+        db.close()
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -14,7 +14,6 @@ that drops duplicates by seq would drop that reading. What must hold:
 from __future__ import annotations
 
 import logging
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,22 +23,14 @@ import pytest
 from gateway.outbox import handover
 from gateway.outbox.handover import HandoverNote, boot_id
 from gateway.outbox.seqlease import SeqLease
-from gateway.outbox.spool import Message, NewRow, SqliteSpool
+from gateway.outbox.spool import Message, SqliteSpool
 from tests.support import REPO
+from tests.support import seqs_on_disk as on_disk
+from tests.support import spool_rows as rows
 
 BLOCK = 100
 
 
-def rows(device: str, seqs: range | list[int]) -> list[NewRow]:
-    return [NewRow(device, f"p/{device}", s, f'{{"seq":{s}}}'.encode()) for s in seqs]
-
-
-def on_disk(path: Path) -> list[tuple[str, int]]:
-    db = sqlite3.connect(path)
-    try:
-        return [(d, int(q)) for d, q in db.execute("SELECT device, seq FROM messages ORDER BY id")]
-    finally:
-        db.close()
 
 
 KILLED_AT_HAND_OVER = r"""

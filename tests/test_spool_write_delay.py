@@ -4,26 +4,15 @@ only the unacknowledged readings of the last window and never a seq given twice.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 from gateway.outbox import Outbox
-from gateway.outbox.spool import NewRow, SqliteSpool
+from gateway.outbox.spool import SqliteSpool
 from gateway.reading import Reading
+from tests.support import seqs_on_disk as on_disk
+from tests.support import spool_rows as rows
 from tests.support import wait_until
-
-
-def rows(device: str, seqs: range | list[int]) -> list[NewRow]:
-    return [NewRow(device, f"p/{device}", s, f'{{"seq":{s}}}'.encode()) for s in seqs]
-
-
-def on_disk(path: Path) -> list[tuple[str, int]]:
-    db = sqlite3.connect(path)
-    try:
-        return [(d, int(q)) for d, q in db.execute("SELECT device, seq FROM messages ORDER BY id")]
-    finally:
-        db.close()
 
 
 def test_acknowledged_in_time_never_written(tmp_path: Path) -> None:
