@@ -80,6 +80,45 @@ def test_a_process_killed_after_the_hand_over_continues_above_what_it_handed_ove
     assert on_disk(path)[-1] == ("a", 7)
 
 
+def test_a_second_crash_before_the_device_reads_again_still_continues_above(
+    tmp_path: Path,
+) -> None:
+    """The seqs a start raised are written at once: a run that dies before it commits a
+    reading of that device (its note then names other devices only) loses nothing."""
+    path = tmp_path / "s.db"
+    kill_at_hand_over(path)
+    second = SqliteSpool(path, lease_block=BLOCK)
+    handed: list[Message] = []
+    second.insert(rows("b", [2]), handed.extend)  # the note now holds b only
+    assert [(m.device, m.seq) for m in handed] == [("b", 2)]
+    del second  # dies too, in the same boot
+    third = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert third.last_seqs() == {"a": 6, "b": 2}
+    finally:
+        third.close()
+
+
+def test_a_replaced_spool_that_crashes_at_once_still_continues_above_the_old_lease(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    first = SqliteSpool(path, lease_block=BLOCK)
+    first.insert(rows("a", range(1, 4)))
+    first.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)  # lost while stopped
+    fresh = SqliteSpool(path, lease_block=BLOCK)
+    above = fresh.last_seqs()["a"]
+    assert above >= 3 + BLOCK
+    del fresh  # crashes before "a" reads again
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert again.last_seqs()["a"] >= above
+    finally:
+        again.close()
+
+
 def test_after_a_restart_of_the_machine_seq_continues_above_the_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:

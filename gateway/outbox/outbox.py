@@ -203,8 +203,8 @@ class Outbox:
         """Commit what is queued, then stop the spooler and close the spool.
 
         Returns within about `timeout` whatever the disk does: if the spool still
-        refuses writes then, what waits in memory (never accepted, no seq) is dropped,
-        counted (`lost_at_stop`) and logged.
+        refuses writes then, what waits in memory (never accepted) is dropped, counted
+        (`lost_at_stop`) and logged.
         """
         deadline = time.monotonic() + timeout
         if self._thread is not None and self._thread.is_alive():
@@ -459,9 +459,10 @@ class Outbox:
         self._pending = []
         if waiting:
             self.stats.lost_at_stop += waiting
-            log.error("stop: the spool is %s (%s): %d readings that were never accepted (no "
-                      "seq was given to them) are dropped", self.spool_state,
-                      self.spool_error, waiting)
+            log.error("stop: the spool is %s (%s): %d readings that were never accepted are "
+                      "dropped (any handed to the publisher before a commit that failed "
+                      "leave a gap in seq: they may have reached the broker, so their seqs "
+                      "are not given again)", self.spool_state, self.spool_error, waiting)
 
     def _check_file(self) -> None:
         """Every so often: does the spool's path still name the file we write to?"""

@@ -313,8 +313,9 @@ class SqliteSpool(_Capacity):
         self._next_id = self._first_free_id()
         self._warn_if_little_space()
         self.lease.load()
-        self._seqs = self.lease.start_seqs(self.spool_id, self._stored_seqs())
-        self._note_last_run()
+        stored = self._stored_seqs()
+        self._seqs = self.lease.start_seqs(self.spool_id, stored)
+        self._note_last_run(stored)
         try:
             self.lease.extend(self.spool_id, self._seqs)
         except OSError as exc:  # a full disk at start: retried before the next insert
@@ -515,7 +516,7 @@ class SqliteSpool(_Capacity):
             seqs[d] = max(int(q), seqs.get(d, 0))
         return seqs
 
-    def _note_last_run(self) -> None:
+    def _note_last_run(self, stored: dict[str, int]) -> None:
         """Where seq continues after a run that did not close (gateway.outbox.handover):
 
         - it held readings in memory (buffer.write_delay): those acknowledged in time never
@@ -524,7 +525,10 @@ class SqliteSpool(_Capacity):
           be gone, and their readings may have reached the broker: above the lease;
         - the process died (the same boot): every COMMIT is in the file; continue above the
           seqs it handed over ahead of their COMMIT, which the page cache kept too.
-        Then this run's write_delay mark is set or cleared."""
+        Seqs above the file's own (`stored`; raised so, or above the lease of a replaced
+        spool) are written to `seqs` at once: should this run die too before it commits a
+        reading of that device, the next start still finds them. Then this run's
+        write_delay mark is set or cleared."""
         last = self._last_run
         if last and self.lease.spool_id == self.spool_id:
             if "delayed_open" in last:
@@ -547,9 +551,13 @@ class SqliteSpool(_Capacity):
                     self._seqs[device] = max(self._seqs.get(device, 0), ceiling)
                 log.warning("spool %s: the last run %s; seq continues above the lease %s so "
                             "no seq is given twice", self.path, why, self.lease.path)
+        raised = [(d, q) for d, q in self._seqs.items() if q > stored.get(d, 0)]
         want = self.write_delay > 0
-        if want != ("delayed_open" in last):
+        if raised or want != ("delayed_open" in last):
             self._db.execute("BEGIN IMMEDIATE")
+            for start, size in _chunks(len(raised)):
+                self._db.execute(_upsert_seq_sql(size),
+                                 [v for item in raised[start:start + size] for v in item])
             if want:
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) "
                                  "VALUES ('delayed_open', '1')")
