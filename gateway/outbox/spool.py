@@ -189,6 +189,12 @@ def _insert_sql(n: int) -> str:
     return sql
 
 
+def _upsert_seqs(db: sqlite3.Connection, seqs: list[tuple[str, int]]) -> None:
+    """Set these devices' rows in `seqs` (inside the caller's transaction)."""
+    for start, size in _chunks(len(seqs)):
+        db.execute(_upsert_seq_sql(size), [v for item in seqs[start:start + size] for v in item])
+
+
 def _upsert_seq_sql(n: int) -> str:
     sql = _UPSERT_SQL.get(n)
     if sql is None:
@@ -555,9 +561,7 @@ class SqliteSpool(_Capacity):
         want = self.write_delay > 0
         if raised or want != ("delayed_open" in last):
             self._db.execute("BEGIN IMMEDIATE")
-            for start, size in _chunks(len(raised)):
-                self._db.execute(_upsert_seq_sql(size),
-                                 [v for item in raised[start:start + size] for v in item])
+            _upsert_seqs(self._db, raised)
             if want:
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) "
                                  "VALUES ('delayed_open', '1')")
@@ -774,9 +778,7 @@ class SqliteSpool(_Capacity):
                 nbytes += new_bytes
             # A device whose last row goes: its seq must outlive the row.
             last = [(d, self._seqs[d]) for d in emptied if not rows_of.get(d) and d in self._seqs]
-            for start, size in _chunks(len(last)):
-                db.execute(_upsert_seq_sql(size),
-                           [v for item in last[start:start + size] for v in item])
+            _upsert_seqs(db, last)
             if staged is not None and ids is None and result.stored and not told:
                 told = self._hand_over(staged, result.stored)
             db.execute("COMMIT")
@@ -992,9 +994,7 @@ class SqliteSpool(_Capacity):
         last = list(seqs.items())
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            for start, size in _chunks(len(last)):
-                self._db.execute(_upsert_seq_sql(size),
-                                 [v for item in last[start:start + size] for v in item])
+            _upsert_seqs(self._db, last)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)",
                              (str(self._next_id),))
             if not self._held:  # everything held is on disk: the seqs above are exact
