@@ -13,12 +13,16 @@ that drops duplicates by seq would drop that reading. What must hold:
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from gateway.outbox import handover
 from gateway.outbox.handover import HandoverNote, boot_id
@@ -226,3 +230,28 @@ def test_boot_id_is_the_kernels_and_empty_without_one(tmp_path: Path) -> None:
         assert len(got) == 36 and got.count("-") == 4, got
         assert got == boot_id()
     assert boot_id(tmp_path / "missing") == ""
+
+
+@settings(max_examples=300, deadline=None)
+@example(data=b'{"spool_id":"x","seqs":{"a":Infinity}}\n')  # int(inf): OverflowError
+@example(data=b'{"spool_id":"x","seqs":{"a":NaN}}\n')
+@given(data=st.one_of(
+    st.binary(max_size=200),
+    # Near misses of the real format: JSON of any shape under the right keys.
+    st.builds(lambda sid, seqs, tail: json.dumps({"spool_id": sid, "seqs": seqs}).encode()
+              + tail,
+              st.sampled_from(["x", "y", 1, None]),
+              st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                           lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=6),
+              st.binary(max_size=20)),
+))
+def test_any_bytes_in_the_note_load_as_seqs_or_nothing(data: bytes) -> None:
+    """A note torn by a power cut, or bytes of any other origin, never stop a start:
+    load() gives int seqs of this spool, or {} (the lease still bounds every seq)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "n"
+        path.write_bytes(data)
+        got = HandoverNote(path).load("x")
+    assert all(isinstance(k, str) and isinstance(v, int) for k, v in got.items())
+    if got:
+        assert json.loads(data.split(b"\n", 1)[0])["spool_id"] == "x"

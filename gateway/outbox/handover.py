@@ -72,7 +72,7 @@ class HandoverNote:
             if data.get("spool_id") != spool_id:
                 return {}
             return {str(d): int(q) for d, q in data["seqs"].items()}
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             # Torn by a crash inside the write, or not ours: what it held is below the lease.
             log.warning("ignoring %s (%s)", self.path, exc)
             return {}
