@@ -172,10 +172,12 @@ def test_memory_is_bounded_without_newlines(gps: GpsSim) -> None:
                 if written == 0:
                     time.sleep(0.005)  # pty buffer full: let the reader drain it
             sent += written
-            assert framer.buffered <= 256
+            # Seen from this thread while the reader may be inside feed(): at most the
+            # line limit plus the one read being framed (a pty holds 4095 bytes at most).
+            assert framer.buffered <= 256 + 4096
         assert sent > 500_000
         assert wait_until(lambda: reader.ctx.health.counters.get("bytes_read", 0) > 500_000)
-        assert framer.buffered <= 256
+        assert wait_until(lambda: framer.buffered <= 256)  # once that read is framed
         assert reader.ctx.health.counters["overlong_lines"] >= 1
         # After the noise, the next complete sentence decodes again.
         n = col.count()
