@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+
+from gateway.wakeup import Wakeup
 
 
 class Inbox:
@@ -11,17 +14,19 @@ class Inbox:
 
     Many producers, one consumer that takes a whole batch at once. Unlike
     `queue.Queue` it wakes a producer waiting for room once per batch taken, not
-    once per item, and the consumer only when the queue stops being empty: a
-    reader blocked on a full queue does not ping-pong with the spooler.
+    once per item, and the consumer only when the queue stops being empty (or
+    reaches the length it waits for): a reader blocked on a full queue does not
+    ping-pong with the spooler. The consumer sleeps on a wake-up token
+    (gateway.wakeup), not a Condition: it sleeps once per burst of readings.
     """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._items: deque[object] = deque()
         self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
-        self._want = 0  # a consumer in wait_len() waits for this many items
+        self._wakeup = Wakeup()  # the consumer sleeps on it
+        self._want = 0  # the sleeping consumer waits for this many items (0: awake)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -37,16 +42,16 @@ class Inbox:
             )):
                 return False
             items.append(item)
-            if len(items) == 1 or len(items) == self._want:
-                self._not_empty.notify()
+            if len(items) == self._want:
+                self._want = 0
+                self._wakeup.set()
             return True
 
     def get(self, timeout: float | None = None) -> object | None:
         """The oldest item, waiting up to `timeout` (None: forever); None if none came."""
+        if not self._wait(1, timeout):
+            return None
         with self._lock:
-            if not self._items and not self._not_empty.wait_for(lambda: bool(self._items),
-                                                                timeout):
-                return None
             item = self._items.popleft()
             self._not_full.notify_all()
             return item
@@ -54,12 +59,22 @@ class Inbox:
     def wait_len(self, n: int, timeout: float) -> bool:
         """Wait up to `timeout` until at least `n` items are queued (the consumer is
         woken once, when the n-th arrives). True if they are."""
-        with self._lock:
-            self._want = n
-            try:
-                return self._not_empty.wait_for(lambda: len(self._items) >= n, timeout)
-            finally:
-                self._want = 0
+        return self._wait(n, timeout)
+
+    def _wait(self, n: int, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self._items) >= n:
+                    self._want = 0
+                    return True
+                self._want = n  # the put that makes it n sets the wake-up
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                with self._lock:
+                    self._want = 0
+                    return len(self._items) >= n
+            self._wakeup.wait(left)
 
     def take(self, limit: int) -> list[object]:
         """Up to `limit` of the oldest items, without waiting."""

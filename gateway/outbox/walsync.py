@@ -25,9 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger("gateway.spool")
 
@@ -49,7 +52,8 @@ class WalSyncer:
         self.thread_errors = 0  # exceptions from a round of the thread's own work
         #: Told of each of those (the outbox counts it in health's thread errors).
         self.on_thread_error: Callable[[], None] | None = None
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the counts; `wait` waits on it
+        self._wakeup = Wakeup()  # the thread sleeps on it between syncs
         self._asked = 0  # commits that asked for a sync
         self._done = 0  # commits covered by the syncs done (or failed: reported)
         self._closed = False
@@ -65,8 +69,9 @@ class WalSyncer:
         """A commit just returned: make it durable. Returns its ticket (see `wait`)."""
         with self._cond:
             self._asked += 1
-            self._cond.notify_all()
-            return self._asked
+            ticket = self._asked
+        self._wakeup.set()
+        return ticket
 
     def wait(self, ticket: int | None = None, timeout: float | None = None) -> bool:
         """Wait until the commit with `ticket` (default: every commit so far) is synced."""
@@ -87,6 +92,7 @@ class WalSyncer:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._wakeup.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("spool syncer did not stop within %.1f s", timeout)
@@ -95,8 +101,13 @@ class WalSyncer:
         from gateway.threadguard import run_guarded
 
         def stopped(seconds: float) -> bool:
-            with self._cond:
-                return self._cond.wait_for(lambda: self._closed, seconds)
+            deadline = time.monotonic() + seconds
+            while not self._closed:  # a commit's wake-up does not cut the pause short
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wakeup.wait(left)
+            return True
 
         def count(exc: Exception) -> None:
             self.thread_errors += 1
@@ -108,14 +119,17 @@ class WalSyncer:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                woken = self._cond.wait_for(lambda: self._asked > self._done or self._closed,
-                                            IDLE_CHECK)
-                if not woken and self._on_error() is not None:
-                    continue  # idle, and the spool is still there
-                if self._asked == self._done:
+                target = self._asked
+                idle = target == self._done
+                closed = self._closed
+            if idle:
+                if closed or self._on_error() is None:
                     self._drop_fd()
                     return  # closed (or the spool is gone), nothing outstanding
-                target = self._asked
+                # ask() and close() set the wake-up after their change: one that came
+                # after the look above makes this return at once.
+                self._wakeup.wait(IDLE_CHECK)
+                continue
             try:
                 self._sync()
             finally:

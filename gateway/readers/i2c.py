@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from gateway.catalog.spec import DeviceSpec, I2CBus, I2CDriver
 from gateway.config.model import I2CDevice
 from gateway.readers.base import PolledDevice, ReaderContext
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger("gateway.readers")
 
@@ -39,7 +40,8 @@ class BusPoller:
 
     def __init__(self, bus: int) -> None:
         self.bus = bus
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the schedule; wait_idle waits on it
+        self._wakeup = Wakeup()  # the thread sleeps on this until its next slot
         self._due: dict[I2CReader, float] = {}
         self._current: I2CReader | None = None
         self._thread: threading.Thread | None = None
@@ -58,13 +60,14 @@ class BusPoller:
                 self._thread = threading.Thread(target=self._main, name=f"i2c-bus-{self.bus}",
                                                 daemon=True)
                 self._thread.start()
-            self._cond.notify_all()
+        self._wakeup.set()  # it may be due before the slot the thread sleeps until
 
     def remove(self, reader: I2CReader) -> None:
         """Unschedule `reader` (a poll under way finishes first; see `wait_idle`)."""
         with self._cond:
             self._due.pop(reader, None)
             self._cond.notify_all()
+        self._wakeup.set()
 
     def has(self, reader: I2CReader) -> bool:
         with self._cond:
@@ -81,6 +84,7 @@ class BusPoller:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -102,15 +106,16 @@ class BusPoller:
         cond = self._cond
         while True:
             with cond:
-                while True:
-                    if self._closed:
-                        return
-                    now = time.monotonic()
-                    ready = sorted((t, r.name, r) for r, t in self._due.items() if t <= now)
-                    if ready:
-                        break
-                    nxt = min(self._due.values(), default=None)
-                    cond.wait(None if nxt is None else nxt - now)
+                if self._closed:
+                    return
+                now = time.monotonic()
+                ready = sorted((t, r.name, r) for r, t in self._due.items() if t <= now)
+                nxt = None if ready else min(self._due.values(), default=None)
+            if not ready:
+                # add/remove/close set the wake-up after changing the schedule: one that
+                # comes after the look above leaves it set, and this returns at once.
+                self._wakeup.wait(None if nxt is None else nxt - now)
+                continue
             for _, _, reader in ready:
                 with cond:
                     if reader not in self._due:
