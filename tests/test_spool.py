@@ -306,26 +306,33 @@ def test_deletes_of_any_size_are_one_statement_text(tmp_path: Path) -> None:
     """Acks come in batches of every size. With `IN (?, ?, ...)` each size was a
     statement of its own: the connection's statement cache (128) filled with large
     prepared statements, one backlog after another, and RSS grew with every broker
-    outage (benchmarks/bench_outage_rss.py). The ids now travel as one JSON array."""
+    outage (benchmarks/bench_outage_rss.py). The ids now travel as one JSON array, or,
+    when they are a few runs of consecutive ids (the usual acks), as ranges."""
     import re
 
     spool = SqliteSpool(tmp_path / "s.db", sync="normal")
     texts: set[str] = set()
 
     def shape(sql: str) -> None:
-        if "messages" in sql and " IN " in sql.upper():
+        if "messages" in sql and (" IN " in sql.upper() or " BETWEEN " in sql.upper()):
             texts.add(re.sub(r"'[^']*'", "?", re.sub(r"\b\d+\b", "N", sql)))
 
     try:
-        stored = spool.insert(rows("a", range(1, 821))).stored
+        stored = spool.insert(rows("a", range(1, 1641))).stored
         spool._db.set_trace_callback(shape)
         ids = [m.id for m in stored]
-        start = 0
-        for size in range(1, 41):  # 820 ids in batches of 1, 2, ..., 40
-            spool.delete(ids[start:start + size])
-            start += size
+        # Every other id first, in batches of 1, 2, ..., 40 (runs of one id each), then
+        # the rest in consecutive batches of the same sizes.
+        for half in (ids[::2], ids[1::2]):
+            start = 0
+            for size in range(1, 41):
+                spool.delete(half[start:start + size])
+                start += size
         assert spool.count() == 0
-        assert len(texts) == 2, sorted(texts)  # the count by device, and the DELETE
+        # The count by device and the DELETE, each by JSON list and by range.
+        assert len([t for t in texts if " IN " in t]) == 2, sorted(texts)
+        assert len([t for t in texts if " BETWEEN " in t]) == 2, sorted(texts)
+        assert len(texts) == 4, sorted(texts)
     finally:
         spool._db.set_trace_callback(None)
         spool.close()

@@ -251,6 +251,26 @@ _DEVICE_SIZE_SQL = ("SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic
 _IDS = "(SELECT value FROM json_each(?))"
 _UNCOUNT_IDS_SQL = f"{_DEVICE_SIZE_SQL} WHERE id IN {_IDS} GROUP BY device"
 _DELETE_IDS_SQL = f"DELETE FROM messages WHERE id IN {_IDS}"
+_UNCOUNT_RANGE_SQL = f"{_DEVICE_SIZE_SQL} WHERE id BETWEEN ? AND ? GROUP BY device"
+_DELETE_RANGE_SQL = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
+#: Acked ids in at most this many runs of consecutive ids are deleted by range.
+_RANGE_RUNS = 4
+
+
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """`ids` as (first, last) runs of consecutive ids, ascending; duplicates merge."""
+    runs: list[tuple[int, int]] = []
+    first = last = None
+    for i in sorted(ids):
+        if last is not None and i <= last + 1:
+            last = max(last, i)
+            continue
+        if first is not None and last is not None:
+            runs.append((first, last))
+        first = last = i
+    if first is not None and last is not None:
+        runs.append((first, last))
+    return runs
 
 
 class SqliteSpool(_Capacity):
@@ -313,7 +333,11 @@ class SqliteSpool(_Capacity):
             raise SpoolError(f"cannot open the spool {self.path} for writing: {reason}") from exc
         self.page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._page_cap = 0  # max_page_count as last set (see _limit_growth)
-        self._growth_limit: str | None = None  # why the file may not grow now
+        # Why the file may not grow now: ("disk" | "fsize" | "max_bytes", bytes).
+        self._growth_limit: tuple[str, int] | None = None
+        self._dir = self.path.parent
+        self._margin = margin_bytes(self.page_size)
+        self._bytes_cap = (self.max_bytes + self._margin) // self.page_size
         self._identity = self._stat_identity()
         self._recount()
         self._next_id = self._first_free_id()
@@ -788,9 +812,10 @@ class SqliteSpool(_Capacity):
                 # come: an id that never names another reading keeps that ack harmless.
                 self._next_id = told[-1].id + 1
             failed = self._failed(exc)
-            if failed.state == "full" and self._growth_limit is not None and \
+            reason = self._growth_reason()
+            if failed.state == "full" and reason is not None and \
                     getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
-                failed = SpoolWriteError("full", f"{self._growth_limit} ({exc})")
+                failed = SpoolWriteError("full", f"{reason} ({exc})")
             raise failed from exc
         self._synced_commit()
         self._count, self._bytes = count, nbytes
@@ -827,33 +852,60 @@ class SqliteSpool(_Capacity):
         not even a delete can commit again. So an insert that would grow the file past
         what is free (keeping margin_bytes() for the WAL) fails at once with
         SQLITE_FULL (`max_page_count`), rolled back, and the rows wait in memory.
+
+        Every commit of new rows looks (something else may fill the disk at any time),
+        so the look is kept to a PRAGMA, a statvfs and a getrlimit; the reason is put
+        into words only when a commit fails (`_growth_reason`).
         """
         page = self.page_size
+        margin = self._margin
         pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
-        cap = (self.max_bytes + margin_bytes(page)) // page  # safety net; policy acts first
-        why = f"the spool reached buffer.max_bytes plus its margin ({cap * page} bytes)"
-        free = free_bytes(self.path.parent)
+        cap = self._bytes_cap  # safety net; the capacity policy acts first
+        why: tuple[str, int] = ("max_bytes", cap * page)
+        free = free_bytes(self._dir)
         if free is not None:
-            disk_cap = pages + max(0, free - margin_bytes(page)) // page
+            disk_cap = pages + max(0, free - margin) // page
             if disk_cap < cap:
                 cap = disk_cap
-                why = (f"disk full: {free // 1024} KiB free on the file system of "
-                       f"{self.path.parent}, {margin_bytes(page) // 1024} KiB of it kept for "
-                       "the spool's WAL")
+                why = ("disk", free)
         limit = file_size_limit()
         if limit is not None and limit // page - 1 < cap:
             cap = limit // page - 1
-            why = (f"file size limit reached: RLIMIT_FSIZE (ulimit -f, LimitFSIZE=) is "
-                   f"{limit} bytes")
+            why = ("fsize", limit)
         self._growth_limit = why
         if cap != self._page_cap:
             self._db.execute(f"PRAGMA max_page_count = {max(cap, 1)}")
             self._page_cap = cap
 
+    def _growth_reason(self) -> str | None:
+        """Why the file may not grow now, in words (see `_limit_growth`)."""
+        if self._growth_limit is None:
+            return None
+        kind, value = self._growth_limit
+        if kind == "disk":
+            return (f"disk full: {value // 1024} KiB free on the file system of "
+                    f"{self._dir}, {self._margin // 1024} KiB of it kept for the spool's WAL")
+        if kind == "fsize":
+            return (f"file size limit reached: RLIMIT_FSIZE (ulimit -f, LimitFSIZE=) is "
+                    f"{value} bytes")
+        return f"the spool reached buffer.max_bytes plus its margin ({value} bytes)"
+
     def _delete(self, ids: list[int], rows_of: dict[str, int],
                 emptied: set[str]) -> tuple[int, int]:
         # Counted first, then deleted: two statements per chunk, where RETURNING would
         # step (and hand the GIL to another thread) once per row.
+        runs = _runs(ids)
+        if len(runs) <= _RANGE_RUNS:
+            # The usual case: the acks of the last burst, consecutive ids. A range is a
+            # rowid range scan, where the JSON list is parsed by json_each and joined
+            # (measured ~30 µs less per commit of five).
+            removed = removed_bytes = 0
+            for first, last in runs:
+                n, nbytes = self._uncount(_UNCOUNT_RANGE_SQL, [first, last], rows_of, emptied)
+                self._db.execute(_DELETE_RANGE_SQL, (first, last))
+                removed += n
+                removed_bytes += nbytes
+            return removed, removed_bytes
         removed = removed_bytes = 0
         for start in range(0, len(ids), _DELETE_CHUNK):
             # The ids travel as one JSON array: one statement text whatever their number.
