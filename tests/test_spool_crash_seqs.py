@@ -46,20 +46,24 @@ def rows(device, seqs):
 
 spool = SqliteSpool(sys.argv[1], lease_block=int(sys.argv[2]))
 spool.insert(rows("a", range(1, 4)) + rows("b", [1]))
+if len(sys.argv) > 3:  # "delete-note": someone deletes the note while the spool runs
+    spool.insert(rows("a", [4]), lambda msgs: None)
+    os.unlink(sys.argv[1] + ".staged")
+    assert spool.check_file() is None  # the spool file itself is fine
 
 def staged(msgs):
     # The publisher has them (the broker may too): say so, then die before the COMMIT.
     print(",".join(f"{m.device}{m.seq}" for m in msgs), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
-spool.insert(rows("a", range(4, 7)), staged)
+spool.insert(rows("a", range(spool.last_seqs()["a"] + 1, 7)), staged)
 print("committed", flush=True)  # never reached
 """
 
 
-def kill_at_hand_over(path: Path) -> str:
-    out = subprocess.run([sys.executable, "-c", KILLED_AT_HAND_OVER, str(path), str(BLOCK)],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
+def kill_at_hand_over(path: Path, *extra: str) -> str:
+    out = subprocess.run([sys.executable, "-c", KILLED_AT_HAND_OVER, str(path), str(BLOCK),
+                          *extra], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == -9, (out.returncode, out.stderr[-3000:])
     return out.stdout.strip()
 
@@ -82,6 +86,23 @@ def test_a_process_killed_after_the_hand_over_continues_above_what_it_handed_ove
     finally:
         again.close()
     assert on_disk(path)[-1] == ("a", 7)
+
+
+def test_a_note_deleted_while_running_is_written_anew_before_the_next_hand_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The note is deleted while the spool runs (a cleanup script, a user): the periodic
+    file check sees it, and the next hand-over writes it at its path again, so the start
+    after a SIGKILL still finds seqs 5 and 6. Written to the unlinked file instead, they
+    were lost to the restart, which then gave 5 and 6 again."""
+    path = tmp_path / "s.db"
+    assert kill_at_hand_over(path, "delete-note") == "a5,a6"
+    assert on_disk(path) == [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("a", 4)]
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert again.last_seqs() == {"a": 6, "b": 1}
+    finally:
+        again.close()
 
 
 def test_a_second_crash_before_the_device_reads_again_still_continues_above(

@@ -107,6 +107,29 @@ class HandoverNote:
         self.seqs = merged
         return True
 
+    def check(self) -> None:
+        """If the path no longer names the file the notes go to (deleted, replaced), the
+        next note goes to the path anew: the start after a crash reads the path, and
+        notes written to an unlinked file would be lost to it. The next note holds every
+        device's seq (`seqs`), so nothing noted before is missing from it."""
+        if self._fd is None:
+            return
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            what = "deleted"
+        except OSError as exc:
+            log.debug("cannot stat %s: %s", self.path, exc)
+            return
+        else:
+            if (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                return
+            what = "replaced by another file"
+        log.warning("%s was %s while in use; the next note writes it anew", self.path, what)
+        os.close(self._fd)
+        self._fd = None
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -486,7 +486,9 @@ class SqliteSpool(_Capacity):
         return (st.st_dev, st.st_ino)
 
     def check_file(self) -> str | None:
-        """None while the path still names the open file; else what happened to it."""
+        """None while the path still names the open file; else what happened to it.
+        (The handover note beside it is checked too, and written anew at its path.)"""
+        self.handover.check()
         now = self._stat_identity()
         if now == self._identity:
             return None
