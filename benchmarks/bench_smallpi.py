@@ -4,6 +4,8 @@
   confinement): the gateway's user+system CPU over the window per reading delivered,
   against raw paho-mqtt QoS 1 publishing the same number of messages at the same rate
   (benchmarks/raw_paho_publisher.py; its CPU from wait4's rusage), in the same run.
+  Printed beside it: each thread's share (schedstat, by the name the daemon gives its
+  threads in the kernel), which is where a change to the CPU row shows first.
 - Quarter core: the gateway started inside a cgroup with a CPU quota of 25 ms per
   100 ms (cgroup v2 `cpu.max` "25000 100000", or v1 `cpu.cfs_quota_us` 25000 where
   only v1 is mounted; creating one needs root). With 10 sensors at 1 Hz: idle CPU
@@ -34,6 +36,7 @@ from benchmarks.common import (
     gateway_config,
     print_results,
     stop,
+    thread_cpu_ns,
     tmp102_devices,
     workdir,
 )
@@ -83,8 +86,10 @@ def start_in(cgroup: Path | None, config: Path, log: Path) -> subprocess.Popen[b
 
 
 def run_gateway(d: Path, port: int, cgroup: Path | None, n: int, interval: str,
-                warmup: float = 3.0) -> tuple[float, list[float], float]:
-    """(CPU seconds over the window, sorted latencies in ms, readings/s delivered)."""
+                warmup: float = 3.0, threads: dict[str, int] | None = None,
+                ) -> tuple[float, list[float], float]:
+    """(CPU seconds over the window, sorted latencies in ms, readings/s delivered);
+    `threads`, if given, gets each thread's CPU over the window (ns, by name)."""
     for f in d.glob("p.db*"):
         f.unlink()
     cfg = gateway_config(d / "p.yaml", port, tmp102_devices(n, interval), spool=d / "p.db",
@@ -95,9 +100,11 @@ def run_gateway(d: Path, port: int, cgroup: Path | None, n: int, interval: str,
         if not sub.wait_count(n, 60):
             raise RuntimeError(f"no readings; see {d}/p.log")
         time.sleep(warmup)
-        c0, n0, since = cpu_seconds(gw.pid), sub.count, time.time()
+        t0, c0, n0, since = thread_cpu_ns(gw.pid), cpu_seconds(gw.pid), sub.count, time.time()
         time.sleep(WINDOW)
-        c1, n1, until = cpu_seconds(gw.pid), sub.count, time.time()
+        c1, n1, until, t1 = cpu_seconds(gw.pid), sub.count, time.time(), thread_cpu_ns(gw.pid)
+        if threads is not None:
+            threads.update({k: v - t0.get(k, 0) for k, v in t1.items()})
         time.sleep(1.0)
     finally:
         stop(gw)
@@ -126,8 +133,13 @@ def run() -> list[Result]:
     results: list[Result] = []
     cgroup, how = make_cgroup()
     try:
-        cpu, _, got = run_gateway(d, broker.port, None, 5, "200ms")
+        threads: dict[str, int] = {}
+        cpu, _, got = run_gateway(d, broker.port, None, 5, "200ms", threads=threads)
         per = cpu / max(1.0, got * WINDOW) * 1e6
+        readings = max(1.0, got * WINDOW)
+        print("bench_smallpi: CPU per reading by thread @ 25/s: " + ", ".join(
+            f"{name} {ns / 1e3 / readings:.0f} us" for name, ns in
+            sorted(threads.items(), key=lambda kv: -kv[1]) if ns > 0))
         raw = raw_cpu(broker.port, int(25 * WINDOW), 25) / (25 * WINDOW) * 1e6
         results.append(Result("CPU per reading @ 25/s (disk spool)", per, "us", raw,
                               "raw paho QoS1 publish (incl. interpreter start)", "<= 400 us",

@@ -1,4 +1,5 @@
-"""glibc's allocator, where it helps a long-running daemon (no-ops off glibc).
+"""glibc's allocator, where it helps a long-running daemon, and thread names the kernel
+shows (no-ops off glibc/Linux).
 
 - Fewer malloc arenas: every thread that allocates gets an arena of its own (up to 8
   per core); a daemon of a dozen mostly idle threads pays RSS for each.
@@ -43,4 +44,21 @@ def trim_heap() -> bool:
         return libc is not None and bool(libc.malloc_trim(0))
     except AttributeError as exc:
         log.debug("malloc_trim unavailable: %s", exc)
+        return False
+
+
+#: prctl(2) PR_SET_NAME: the calling thread's name, at most 15 bytes and a NUL.
+_PR_SET_NAME = 15
+
+
+def name_native_thread(name: str) -> bool:
+    """Give the calling thread `name` where the kernel shows it (`top -H`, `ps -L`,
+    /proc/PID/task/TID/comm): Python before 3.14 leaves every thread named after the
+    interpreter, so a user (and benchmarks/bench_smallpi.py) could not tell which of the
+    daemon's threads uses the CPU. Names longer than 15 bytes are cut."""
+    libc = _libc()
+    try:
+        return libc is not None and libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0) == 0
+    except AttributeError as exc:
+        log.debug("prctl unavailable: %s", exc)
         return False

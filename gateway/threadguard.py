@@ -6,6 +6,8 @@ escapes one unit of work is logged with the thread's name and traceback, counted
 the owner's `on_error`, and the loop starts over after a short, growing pause (so
 a bug that fires on every round logs once every few seconds, not in a tight loop).
 
+The thread also gets its name where the kernel shows it (`top -H`; gateway.libc).
+
 What is not an `Exception` (SystemExit, KeyboardInterrupt, GeneratorExit) means
 "stop" and still ends the thread.
 """
@@ -13,8 +15,11 @@ What is not an `Exception` (SystemExit, KeyboardInterrupt, GeneratorExit) means
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+
+from gateway.libc import name_native_thread
 
 log = logging.getLogger("gateway.threads")
 
@@ -36,6 +41,7 @@ def run_guarded(
     `wait(seconds)` pauses between restarts and returns True when the owner asked the
     thread to stop (then the thread ends instead of restarting).
     """
+    name_native_thread(threading.current_thread().name)
     pause = first_pause
     while True:
         started = time.monotonic()

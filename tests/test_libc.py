@@ -61,3 +61,24 @@ devices:
     finally:
         gc.unfreeze()
         gw.outbox.spool.close()
+
+
+def test_threads_guarded_by_run_guarded_carry_their_names_into_the_kernel() -> None:
+    """`top -H` and /proc/PID/task/TID/comm show each thread's name (cut to 15 bytes),
+    not the interpreter's, so the CPU of each thread can be told apart."""
+    import threading
+
+    from gateway.threadguard import run_guarded
+
+    seen: list[str] = []
+
+    def loop() -> None:
+        tid = threading.get_native_id()
+        seen.append(Path(f"/proc/self/task/{tid}/comm").read_text().strip())
+
+    for name in ("outbox-spooler", "a-much-longer-thread-name"):
+        t = threading.Thread(target=run_guarded, args=("test", loop),
+                             kwargs={"wait": lambda s: True}, name=name)
+        t.start()
+        t.join(10)
+    assert seen == ["outbox-spooler", "a-much-longer-t"]

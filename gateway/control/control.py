@@ -34,6 +34,7 @@ from gateway.config.outputs import AnyOutput, ModbusRegisterOutput, SerialLineOu
 from gateway.control.command import Command, CommandError, Refused, check_age, check_range, parse
 from gateway.control.drivers import OutputDriver, Value, WriteFailed, make_driver
 from gateway.health import Health
+from gateway.libc import name_native_thread
 from gateway.mqtt.inbound import Inbound
 from gateway.mqtt.publisher import Publisher
 
@@ -143,6 +144,7 @@ class Control:
         return self._thread is not None and self._thread.is_alive()
 
     def _main(self) -> None:
+        name_native_thread(threading.current_thread().name)
         try:
             self._run()
         except BaseException as exc:

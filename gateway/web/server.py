@@ -34,6 +34,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.libc import name_native_thread
 from gateway.wakepipe import WakePipe
 
 log = logging.getLogger("gateway.web")
@@ -133,6 +134,7 @@ class HttpListener:
 
     # -- accept loop --------------------------------------------------------------------
     def _main(self) -> None:
+        name_native_thread(threading.current_thread().name)
         assert self._sock is not None
         sock = self._sock
         sel = selectors.DefaultSelector()
