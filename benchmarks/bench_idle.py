@@ -19,6 +19,7 @@ at the same instant show a little more than one wake per poll.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -64,7 +65,18 @@ def thread_switches(pid: int) -> dict[int, int]:
 
 
 def thread_names(pid: int) -> dict[int, str]:
-    """TID -> Python thread name, from `py-spy dump` (empty if py-spy is unavailable)."""
+    """TID -> Python thread name: the name the daemon gives each thread in the kernel
+    (gateway.libc.name_native_thread; the main thread keeps the process's), else
+    `py-spy dump` where it is installed."""
+    names: dict[int, str] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            names[int(tid)] = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:
+            continue  # ended meanwhile
+    names[pid] = "MainThread"
+    if len(set(names.values())) == len(names):  # each named apart: no need for py-spy
+        return names
     exe = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
     if not Path(exe).exists():
         return {}
@@ -152,7 +164,8 @@ def run() -> list[Result]:
                (not over) if named else None,
                ("over: " + ", ".join(f"{n} {w:.1f}/s (work {need:.1f}/s)" for n, w, need in over)
                 if over else f"{busiest[0]}; " + detail) if named
-               else "threads not named (py-spy unavailable): " + detail),
+               else "threads not named (an old daemon without kernel thread names, and no "
+               "py-spy): " + detail),
     ]
 
 

@@ -11,6 +11,7 @@ ticks) and never polls.
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ from gateway.readers.i2c import I2CBuses
 from gateway.readers.runner import DeviceRunner
 from gateway.reading import Reading
 from gateway.service.supervised import Supervised
+from gateway.wakepipe import WakePipe
 
 if TYPE_CHECKING:
     from gateway.control.control import Control
@@ -39,8 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway")
 
-#: With no tick (not under systemd), the main thread still wakes this often (seconds), so
-#: a signal the kernel handed to another thread is acted on (see Gateway.run).
+#: Where signals cannot wake the main thread through its wake-up pipe (run() called from
+#: another thread), it still wakes this often (seconds), so a signal the kernel handed to
+#: another thread is acted on (see Gateway.run).
 SIGNAL_POLL = 1.0
 #: Seconds after the start (or a reload) the supervisor gives freed memory back.
 SETTLE = 5.0
@@ -91,7 +94,10 @@ class Gateway:
         else:
             self.buses = I2CBuses()
         self.readers: dict[str, DeviceRunner] = {}
-        self._wake = threading.Event()
+        # The main thread sleeps in select() on this; request_*() and wake() write to it,
+        # and so does every signal, whichever thread the kernel hands it to (run()).
+        self._wake = WakePipe()
+        self._signals_wake = False  # signal.set_wakeup_fd points at _wake (run())
         self._stop_requested = False
         self._reload_requested = False
         self._trim_at: float | None = None
@@ -174,19 +180,20 @@ class Gateway:
 
     def request_stop(self) -> None:
         self._stop_requested = True
-        self._wake.set()
+        self._wake.wake()
 
     def request_reload(self) -> None:
         self._reload_requested = True
-        self._wake.set()
+        self._wake.wake()
 
     def wake(self) -> None:
         """Run the tick hooks now (any thread): a state changed that systemd should see."""
-        self._wake.set()
+        self._wake.wake()
 
     def run(self, tick: float | None = None) -> int:
         """Start, then supervise until SIGTERM/SIGINT. Returns the exit code."""
         self._install_signals()
+        previous_fd = self._route_signals()
         self.start()
         self._trim_at = time.monotonic() + SETTLE
         try:
@@ -194,22 +201,60 @@ class Gateway:
                 # Hooks run right after start (READY=1) and after every wake/tick.
                 for hook in self.tick_hooks:
                     hook(self)
-                # Never an unbounded wait: Python runs signal handlers in the main thread
-                # only, and the kernel may hand SIGTERM to any thread (one whose signals
-                # are not pending). A main thread asleep with no timeout then never sees
-                # it: a soak's SIGTERM was once ignored for a minute that way.
-                while not self._wake.wait(tick if tick is not None else SIGNAL_POLL):
+                while not self._sleep(self._sleep_time(tick)):
                     self._trim_when_settled()
                     if tick is not None or self._stop_requested:
                         break
-                self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
                     self._trim_at = time.monotonic() + SETTLE
         finally:
             self.shutdown()
+            if self._signals_wake:
+                # Before the pipe closes: a later signal must not write to a closed (and
+                # perhaps reused) descriptor.
+                signal.set_wakeup_fd(previous_fd)
+                self._signals_wake = False
+                self._wake.close()
         return self.exit_code
+
+    def _route_signals(self) -> int:
+        """Point the interpreter's signal wake-up fd at the main thread's pipe.
+
+        Python runs signal handlers in the main thread only, and the kernel may hand
+        SIGTERM to any thread (one whose signals are not pending): a main thread asleep
+        with no timeout never saw it (a soak's SIGTERM was once ignored for a minute).
+        The C-level handler writes every signal to this fd whichever thread it runs
+        in, so select() returns and the main thread runs the handler: no need to wake
+        once a second to look (bench_idle.py: one wake-up a second less). Only from the
+        main thread; elsewhere the loop polls every SIGNAL_POLL. Returns the fd it
+        replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return -1
+        previous = signal.set_wakeup_fd(self._wake.write_fd(), warn_on_full_buffer=False)
+        self._signals_wake = True
+        return previous
+
+    def _sleep_time(self, tick: float | None) -> float | None:
+        """How long the main thread may sleep: until the next tick, the heap trim after
+        the start, or (signals not routed to the pipe) the next look for them."""
+        waits = [] if tick is None else [tick]
+        if self._trim_at is not None:
+            waits.append(max(0.0, self._trim_at - time.monotonic()))
+        if not self._signals_wake:
+            waits.append(SIGNAL_POLL)
+        return min(waits) if waits else None
+
+    def _sleep(self, timeout: float | None) -> bool:
+        """Sleep until woken (True: a request or a signal; see the flags) or `timeout`."""
+        # A signal delivered to this thread interrupts select(): the handler runs (it sets
+        # a flag and writes to the pipe) and select() goes on, finding the pipe readable.
+        readable, _, _ = select.select([self._wake], [], [], timeout)
+        if readable:
+            self._wake.drain()
+            return True
+        return False
 
     def _trim_when_settled(self) -> None:
         """Once the start (or a reload) has settled, give the C heap's free memory back:

@@ -22,6 +22,11 @@ class WakePipe:
     def fileno(self) -> int:
         return self._r
 
+    def write_fd(self) -> int:
+        """The end wake() writes to (for `signal.set_wakeup_fd`: every signal then wakes
+        the sleeper too; unset it before close())."""
+        return self._w
+
     def wake(self) -> None:
         if self._pending:
             return

@@ -46,3 +46,39 @@ devices:
         assert "received SIGTERM" in gw.output()
     finally:
         gw.kill()
+
+
+def test_the_main_thread_sleeps_until_a_signal_or_request(tmp_path: Path) -> None:
+    """With signals routed to its wake-up pipe, the main thread has no reason to wake
+    on its own (it used to look for signals once a second): once the start has settled
+    (the heap trim, gateway.daemon.SETTLE), it sleeps through whole seconds."""
+    import time
+
+    from gateway.daemon import SETTLE
+
+    cfg = write_config(tmp_path / "gw.yaml", f"""
+gateway: {{id: sl, simulate: true}}
+mqtt: {{host: 127.0.0.1, port: {free_port()}}}
+buffer: {{path: {tmp_path}/spool.db}}
+devices:
+  - {{name: t0, driver: tmp102, address: 0x48, interval: 200ms}}
+""")
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    try:
+        assert gw.proc is not None
+        pid = gw.proc.pid
+        assert wait_until(lambda: "ready:" in gw.output(), 30), gw.output()
+        time.sleep(SETTLE + 1.0)  # past the trim: what follows is the idle main thread
+
+        def sleeps() -> int:
+            status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+            return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+        before = sleeps()
+        time.sleep(3.0)
+        assert sleeps() - before <= 1  # it polled once a second: 3 here
+        os.kill(other_threads(pid)[0], signal.SIGTERM)  # and a signal still wakes it
+        assert gw.wait(20) == 0, gw.output()
+        assert "received SIGTERM" in gw.output()
+    finally:
+        gw.kill()
