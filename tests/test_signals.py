@@ -22,8 +22,9 @@ def other_threads(pid: int) -> list[int]:
     return [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_taken_by_another_thread_is_acted_on(tmp_path: Path, sig: int) -> None:
+def start_ready(tmp_path: Path) -> tuple[GatewayProcess, int]:
+    """A daemon with one simulated sensor (no broker: none is needed here), started and
+    ready; and its pid."""
     cfg = write_config(tmp_path / "gw.yaml", f"""
 gateway: {{id: sg, simulate: true}}
 mqtt: {{host: 127.0.0.1, port: {free_port()}}}
@@ -34,8 +35,17 @@ devices:
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     try:
         assert gw.proc is not None
-        pid = gw.proc.pid
         assert wait_until(lambda: "ready:" in gw.output(), 30), gw.output()
+    except BaseException:
+        gw.kill()
+        raise
+    return gw, gw.proc.pid
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_taken_by_another_thread_is_acted_on(tmp_path: Path, sig: int) -> None:
+    gw, pid = start_ready(tmp_path)
+    try:
         threads = other_threads(pid)
         assert threads, "the daemon has reader, spooler and publisher threads"
         os.kill(threads[0], sig)  # process-directed, but this thread takes it
@@ -56,18 +66,8 @@ def test_the_main_thread_sleeps_until_a_signal_or_request(tmp_path: Path) -> Non
 
     from gateway.daemon import SETTLE
 
-    cfg = write_config(tmp_path / "gw.yaml", f"""
-gateway: {{id: sl, simulate: true}}
-mqtt: {{host: 127.0.0.1, port: {free_port()}}}
-buffer: {{path: {tmp_path}/spool.db}}
-devices:
-  - {{name: t0, driver: tmp102, address: 0x48, interval: 200ms}}
-""")
-    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    gw, pid = start_ready(tmp_path)
     try:
-        assert gw.proc is not None
-        pid = gw.proc.pid
-        assert wait_until(lambda: "ready:" in gw.output(), 30), gw.output()
         time.sleep(SETTLE + 1.0)  # past the trim: what follows is the idle main thread
 
         def sleeps() -> int:
