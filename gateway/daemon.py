@@ -210,13 +210,15 @@ class Gateway:
                     self.reload()
                     self._trim_at = time.monotonic() + SETTLE
         finally:
-            self.shutdown()
-            if self._signals_wake:
-                # Before the pipe closes: a later signal must not write to a closed (and
-                # perhaps reused) descriptor.
-                signal.set_wakeup_fd(previous_fd)
-                self._signals_wake = False
-                self._wake.close()
+            try:
+                self.shutdown()
+            finally:
+                if self._signals_wake:
+                    # Before the pipe closes: a later signal must not write to a closed
+                    # (and perhaps reused) descriptor.
+                    signal.set_wakeup_fd(previous_fd)
+                    self._signals_wake = False
+                    self._wake.close()
         return self.exit_code
 
     def _route_signals(self) -> int:

@@ -69,6 +69,18 @@ class SpoolMachine(RuleBasedStateMachine):
         for m in batch:
             del self.model[m.id]
 
+    @precondition(lambda self: bool(self.taken))
+    @rule(picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=40))
+    def ack_scattered(self, picks: list[int]) -> None:
+        """PUBACKs out of order, with gaps and repeats: a few runs of consecutive ids are
+        deleted by range, many by a JSON list; both leave exactly the rows not acked."""
+        ids = [self.taken[p % len(self.taken)].id for p in picks]
+        self.spool.write([], ids)
+        gone = set(ids)
+        self.taken = [m for m in self.taken if m.id not in gone]
+        for i in gone:
+            del self.model[i]
+
     @rule()
     def rewind(self) -> None:
         self.cursor = 0

@@ -259,18 +259,13 @@ _RANGE_RUNS = 4
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:
     """`ids` as (first, last) runs of consecutive ids, ascending; duplicates merge."""
-    runs: list[tuple[int, int]] = []
-    first = last = None
-    for i in sorted(ids):
-        if last is not None and i <= last + 1:
-            last = max(last, i)
-            continue
-        if first is not None and last is not None:
-            runs.append((first, last))
-        first = last = i
-    if first is not None and last is not None:
-        runs.append((first, last))
-    return runs
+    runs: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(first, last) for first, last in runs]
 
 
 class SqliteSpool(_Capacity):
