@@ -185,6 +185,28 @@ def test_without_an_early_hand_over_seq_continues_exactly(
         again.close()
 
 
+@pytest.mark.parametrize("acks", [[1, 3], [3], [2, 3]])
+def test_acks_out_of_order_keep_the_latest_seq_across_a_crash(
+    tmp_path: Path, acks: list[int],
+) -> None:
+    """PUBACKs need not come in order (a resend after a reconnect, another broker). When
+    the row with a device's latest seq is deleted and an older one stays, a start after
+    a crash took seq from the rows left and gave the acked seq again (3 here): a
+    consumer dropping duplicates by seq then drops the new reading. Found by the spool's
+    property test once it acked scattered ids."""
+    path = tmp_path / "s.db"
+    spool = SqliteSpool(path, lease_block=BLOCK)
+    stored = spool.insert(rows("a", range(1, 4))).stored
+    for seq in acks:  # one ack per transaction, as PUBACKs come
+        spool.delete([m.id for m in stored if m.seq == seq])
+    del spool  # a crash: no close, so nothing is written down at the end
+    again = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        assert again.last_seqs() == {"a": 3}
+    finally:
+        again.close()
+
+
 def test_a_clean_close_after_a_failed_early_commit_keeps_its_seqs_above(tmp_path: Path) -> None:
     """Rows handed over whose COMMIT then failed (a full disk) and were never stored
     before the stop: the seqs recorded at close are above them."""

@@ -249,9 +249,13 @@ _DEVICE_SIZE_SQL = ("SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic
 
 
 _IDS = "(SELECT value FROM json_each(?))"
-_UNCOUNT_IDS_SQL = f"{_DEVICE_SIZE_SQL} WHERE id IN {_IDS} GROUP BY device"
+#: What deleted rows take off each device: count, bytes, and their highest seq (it may be
+#: the device's latest, which must then outlive them: _transaction).
+_UNCOUNT_SQL = (f"SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(device))"
+                f" + {ROW_OVERHEAD} * COUNT(*), MAX(seq) FROM messages")
+_UNCOUNT_IDS_SQL = f"{_UNCOUNT_SQL} WHERE id IN {_IDS} GROUP BY device"
 _DELETE_IDS_SQL = f"DELETE FROM messages WHERE id IN {_IDS}"
-_UNCOUNT_RANGE_SQL = f"{_DEVICE_SIZE_SQL} WHERE id BETWEEN ? AND ? GROUP BY device"
+_UNCOUNT_RANGE_SQL = f"{_UNCOUNT_SQL} WHERE id BETWEEN ? AND ? GROUP BY device"
 _DELETE_RANGE_SQL = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
 #: Acked ids in at most this many runs of consecutive ids are deleted by range.
 _RANGE_RUNS = 4
@@ -748,7 +752,7 @@ class SqliteSpool(_Capacity):
         db = self._db
         count, nbytes = self._count, self._bytes
         rows_of = dict(self._rows_of)
-        emptied: set[str] = set()  # devices some of whose rows this transaction deletes
+        latest_gone: set[str] = set()  # devices whose latest seq this transaction deletes
         told: list[Message] = []  # handed to `staged` (they may be on the wire)
         try:
             if rows:
@@ -763,7 +767,7 @@ class SqliteSpool(_Capacity):
                         for i, r in enumerate(rows)])
             db.execute("BEGIN IMMEDIATE")
             if delete_ids:
-                removed, removed_bytes = self._delete(delete_ids, rows_of, emptied)
+                removed, removed_bytes = self._delete(delete_ids, rows_of, latest_gone)
                 result.deleted = removed
                 count -= removed
                 nbytes -= removed_bytes
@@ -776,7 +780,7 @@ class SqliteSpool(_Capacity):
                 over = max(0, count + len(rows) - self.max_messages)
                 if over or nbytes + new_bytes > self.max_bytes:
                     result.dropped, freed = self._drop_oldest(
-                        over, nbytes + new_bytes, rows_of, emptied)
+                        over, nbytes + new_bytes, rows_of, latest_gone)
                     count -= result.dropped
                     nbytes -= freed
                 row_ids = ids if ids is not None else range(
@@ -797,9 +801,13 @@ class SqliteSpool(_Capacity):
                 ]
                 count += len(rows)
                 nbytes += new_bytes
-            # A device whose last row goes: its seq must outlive the row.
-            last = [(d, self._seqs[d]) for d in emptied if not rows_of.get(d) and d in self._seqs]
-            _upsert_seqs(db, last)
+            # A device whose latest seq goes with a deleted row, and that gets no newer row
+            # here: its seq must outlive the row. Not only when its last row goes: acks out
+            # of order can delete seq 3 and leave seq 2, and a start after a crash took
+            # its seq from the rows then, giving 3 again (found by the spool's property test).
+            inserted = {r.device for r in rows}
+            _upsert_seqs(db, [(d, self._seqs[d]) for d in latest_gone
+                              if d not in inserted and d in self._seqs])
             if staged is not None and ids is None and result.stored and not told:
                 told = self._hand_over(staged, result.stored)
             db.execute("COMMIT")
@@ -888,7 +896,7 @@ class SqliteSpool(_Capacity):
         return f"the spool reached buffer.max_bytes plus its margin ({value} bytes)"
 
     def _delete(self, ids: list[int], rows_of: dict[str, int],
-                emptied: set[str]) -> tuple[int, int]:
+                latest_gone: set[str]) -> tuple[int, int]:
         # Counted first, then deleted: two statements per chunk, where RETURNING would
         # step (and hand the GIL to another thread) once per row.
         runs = _runs(ids)
@@ -898,7 +906,8 @@ class SqliteSpool(_Capacity):
             # (measured ~30 µs less per commit of five).
             removed = removed_bytes = 0
             for first, last in runs:
-                n, nbytes = self._uncount(_UNCOUNT_RANGE_SQL, [first, last], rows_of, emptied)
+                n, nbytes = self._uncount(_UNCOUNT_RANGE_SQL, [first, last], rows_of,
+                                          latest_gone)
                 self._db.execute(_DELETE_RANGE_SQL, (first, last))
                 removed += n
                 removed_bytes += nbytes
@@ -910,25 +919,27 @@ class SqliteSpool(_Capacity):
             # connection's statement cache (128) filled with large ones, a backlog after
             # another: RSS grew with every broker outage (bench_outage_rss.py).
             chunk = [json.dumps(ids[start:start + _DELETE_CHUNK])]
-            n, nbytes = self._uncount(_UNCOUNT_IDS_SQL, chunk, rows_of, emptied)
+            n, nbytes = self._uncount(_UNCOUNT_IDS_SQL, chunk, rows_of, latest_gone)
             self._db.execute(_DELETE_IDS_SQL, chunk)
             removed += n
             removed_bytes += nbytes
         return removed, removed_bytes
 
     def _uncount(self, sql: str, args: list[int] | list[str], rows_of: dict[str, int],
-                 emptied: set[str]) -> tuple[int, int]:
-        """Take the rows `sql` selects (grouped by device) off the per-device counts."""
+                 latest_gone: set[str]) -> tuple[int, int]:
+        """Take the rows `sql` selects (grouped by device) off the per-device counts;
+        note the devices whose latest seq is among them."""
         removed = removed_bytes = 0
-        for device, n, nbytes in self._db.execute(sql, args):
+        for device, n, nbytes, top in self._db.execute(sql, args):
             rows_of[device] = rows_of.get(device, 0) - int(n)
-            emptied.add(device)
+            if int(top) >= self._seqs.get(device, 0):
+                latest_gone.add(device)
             removed += int(n)
             removed_bytes += int(nbytes)
         return removed, removed_bytes
 
     def _drop_oldest(self, over: int, total_bytes: int, rows_of: dict[str, int],
-                     emptied: set[str]) -> tuple[int, int]:
+                     latest_gone: set[str]) -> tuple[int, int]:
         """Delete the oldest rows until `over` rows and enough bytes are freed."""
         need_bytes = total_bytes - self.max_bytes
         dropped = dropped_bytes = 0
@@ -945,8 +956,8 @@ class SqliteSpool(_Capacity):
                 if over - n <= 0 and need_bytes - freed <= 0:
                     break
                 cut, n, freed = row_id, n + 1, freed + size + ROW_OVERHEAD
-            self._uncount(f"{_DEVICE_SIZE_SQL} WHERE id <= ? GROUP BY device", [cut],
-                          rows_of, emptied)
+            self._uncount(f"{_UNCOUNT_SQL} WHERE id <= ? GROUP BY device", [cut],
+                          rows_of, latest_gone)
             self._db.execute("DELETE FROM messages WHERE id <= ?", (cut,))
             dropped += n
             dropped_bytes += freed
