@@ -68,6 +68,15 @@ def kill_at_hand_over(path: Path, *extra: str) -> str:
     return out.stdout.strip()
 
 
+def seqs_at_start(path: Path) -> dict[str, int]:
+    """Where each device's seq continues when the spool at `path` is opened next."""
+    spool = SqliteSpool(path, lease_block=BLOCK)
+    try:
+        return spool.last_seqs()
+    finally:
+        spool.close()
+
+
 def test_a_process_killed_after_the_hand_over_continues_above_what_it_handed_over(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -98,11 +107,7 @@ def test_a_note_deleted_while_running_is_written_anew_before_the_next_hand_over(
     path = tmp_path / "s.db"
     assert kill_at_hand_over(path, "delete-note") == "a5,a6"
     assert on_disk(path) == [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("a", 4)]
-    again = SqliteSpool(path, lease_block=BLOCK)
-    try:
-        assert again.last_seqs() == {"a": 6, "b": 1}
-    finally:
-        again.close()
+    assert seqs_at_start(path) == {"a": 6, "b": 1}
 
 
 def test_a_second_crash_before_the_device_reads_again_still_continues_above(
@@ -117,11 +122,7 @@ def test_a_second_crash_before_the_device_reads_again_still_continues_above(
     second.insert(rows("b", [2]), handed.extend)  # the note now holds b only
     assert [(m.device, m.seq) for m in handed] == [("b", 2)]
     del second  # dies too, in the same boot
-    third = SqliteSpool(path, lease_block=BLOCK)
-    try:
-        assert third.last_seqs() == {"a": 6, "b": 2}
-    finally:
-        third.close()
+    assert seqs_at_start(path) == {"a": 6, "b": 2}
 
 
 def test_a_replaced_spool_that_crashes_at_once_still_continues_above_the_old_lease(
@@ -137,11 +138,7 @@ def test_a_replaced_spool_that_crashes_at_once_still_continues_above_the_old_lea
     above = fresh.last_seqs()["a"]
     assert above >= 3 + BLOCK
     del fresh  # crashes before "a" reads again
-    again = SqliteSpool(path, lease_block=BLOCK)
-    try:
-        assert again.last_seqs()["a"] >= above
-    finally:
-        again.close()
+    assert seqs_at_start(path)["a"] >= above
 
 
 def test_after_a_restart_of_the_machine_seq_continues_above_the_lease(
@@ -178,11 +175,7 @@ def test_without_an_early_hand_over_seq_continues_exactly(
     else:
         spool.close()
         monkeypatch.setattr("gateway.outbox.spool.boot_id", lambda: "another-boot")
-    again = SqliteSpool(path, lease_block=BLOCK)
-    try:
-        assert again.last_seqs() == {"a": 5}
-    finally:
-        again.close()
+    assert seqs_at_start(path) == {"a": 5}
 
 
 @pytest.mark.parametrize("acks", [[1, 3], [3], [2, 3]])
@@ -200,11 +193,7 @@ def test_acks_out_of_order_keep_the_latest_seq_across_a_crash(
     for seq in acks:  # one ack per transaction, as PUBACKs come
         spool.delete([m.id for m in stored if m.seq == seq])
     del spool  # a crash: no close, so nothing is written down at the end
-    again = SqliteSpool(path, lease_block=BLOCK)
-    try:
-        assert again.last_seqs() == {"a": 3}
-    finally:
-        again.close()
+    assert seqs_at_start(path) == {"a": 3}
 
 
 def test_a_clean_close_after_a_failed_early_commit_keeps_its_seqs_above(tmp_path: Path) -> None:
@@ -215,11 +204,7 @@ def test_a_clean_close_after_a_failed_early_commit_keeps_its_seqs_above(tmp_path
     spool.insert(rows("a", range(1, 3)))
     assert spool.handover.note(spool.spool_id, {"a": 4})  # as _hand_over does
     spool.close()
-    again = SqliteSpool(path, lease_block=BLOCK)
-    try:
-        assert again.last_seqs() == {"a": 4}
-    finally:
-        again.close()
+    assert seqs_at_start(path) == {"a": 4}
 
 
 def test_rows_wait_for_their_commit_while_the_note_cannot_be_written(

@@ -241,21 +241,19 @@ def margin_bytes(page_size: int = 4096) -> int:
         + 32 * 1024 + 8 * page_size
 
 
-_SIZE_SQL = ("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(device)),"
-             f" 0) + {ROW_OVERHEAD} * COUNT(*) FROM messages")
-# The same per device: what a delete removes from each device's rows.
-_DEVICE_SIZE_SQL = ("SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic) + "
-                    f"LENGTH(device)) + {ROW_OVERHEAD} * COUNT(*) FROM messages")
+#: What a row counts against max_bytes, in SQL (`row_bytes` without ROW_OVERHEAD).
+_ROW_SIZE = "LENGTH(payload) + LENGTH(topic) + LENGTH(device)"
+_SIZE_SQL = f"SELECT COUNT(*), COALESCE(SUM({_ROW_SIZE}), 0) + {ROW_OVERHEAD} * COUNT(*) FROM messages"
+# The same per device, with the rows' highest seq: a delete may take the device's latest,
+# which must then outlive its row (_transaction).
+_DEVICE_SIZE_SQL = (f"SELECT device, COUNT(*), SUM({_ROW_SIZE}) + {ROW_OVERHEAD} * COUNT(*), "
+                    "MAX(seq) FROM messages")
 
 
 _IDS = "(SELECT value FROM json_each(?))"
-#: What deleted rows take off each device: count, bytes, and their highest seq (it may be
-#: the device's latest, which must then outlive them: _transaction).
-_UNCOUNT_SQL = (f"SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(device))"
-                f" + {ROW_OVERHEAD} * COUNT(*), MAX(seq) FROM messages")
-_UNCOUNT_IDS_SQL = f"{_UNCOUNT_SQL} WHERE id IN {_IDS} GROUP BY device"
+_UNCOUNT_IDS_SQL = f"{_DEVICE_SIZE_SQL} WHERE id IN {_IDS} GROUP BY device"
 _DELETE_IDS_SQL = f"DELETE FROM messages WHERE id IN {_IDS}"
-_UNCOUNT_RANGE_SQL = f"{_UNCOUNT_SQL} WHERE id BETWEEN ? AND ? GROUP BY device"
+_UNCOUNT_RANGE_SQL = f"{_DEVICE_SIZE_SQL} WHERE id BETWEEN ? AND ? GROUP BY device"
 _DELETE_RANGE_SQL = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
 #: Acked ids in at most this many runs of consecutive ids are deleted by range.
 _RANGE_RUNS = 4
@@ -614,7 +612,7 @@ class SqliteSpool(_Capacity):
     def _recount(self) -> None:
         per_device: dict[str, int] = {}
         count = nbytes = 0
-        for device, n, size in self._db.execute(f"{_DEVICE_SIZE_SQL} GROUP BY device"):
+        for device, n, size, _ in self._db.execute(f"{_DEVICE_SIZE_SQL} GROUP BY device"):
             per_device[device] = int(n)
             count += int(n)
             nbytes += int(size)
@@ -817,9 +815,8 @@ class SqliteSpool(_Capacity):
                 # come: an id that never names another reading keeps that ack harmless.
                 self._next_id = told[-1].id + 1
             failed = self._failed(exc)
-            reason = self._growth_reason()
-            if failed.state == "full" and reason is not None and \
-                    getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL":
+            if failed.state == "full" and getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" \
+                    and (reason := self._growth_reason()) is not None:
                 failed = SpoolWriteError("full", f"{reason} ({exc})")
             raise failed from exc
         self._synced_commit()
@@ -945,7 +942,7 @@ class SqliteSpool(_Capacity):
         dropped = dropped_bytes = 0
         while over > 0 or need_bytes > 0:
             candidates = self._db.execute(
-                "SELECT id, LENGTH(payload) + LENGTH(topic) + LENGTH(device) FROM messages"
+                f"SELECT id, {_ROW_SIZE} FROM messages"
                 " ORDER BY id LIMIT ?",
                 (max(over, 256 if need_bytes > 0 else 1),),
             ).fetchall()
@@ -956,7 +953,7 @@ class SqliteSpool(_Capacity):
                 if over - n <= 0 and need_bytes - freed <= 0:
                     break
                 cut, n, freed = row_id, n + 1, freed + size + ROW_OVERHEAD
-            self._uncount(f"{_UNCOUNT_SQL} WHERE id <= ? GROUP BY device", [cut],
+            self._uncount(f"{_DEVICE_SIZE_SQL} WHERE id <= ? GROUP BY device", [cut],
                           rows_of, latest_gone)
             self._db.execute("DELETE FROM messages WHERE id <= ?", (cut,))
             dropped += n
