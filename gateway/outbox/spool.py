@@ -257,6 +257,13 @@ _UNCOUNT_RANGE_SQL = f"{_DEVICE_SIZE_SQL} WHERE id BETWEEN ? AND ? GROUP BY devi
 _DELETE_RANGE_SQL = "DELETE FROM messages WHERE id BETWEEN ? AND ?"
 #: Acked ids in at most this many runs of consecutive ids are deleted by range.
 _RANGE_RUNS = 4
+#: The newest rows' device, size and seq are kept by id (`SqliteSpool._known`), so the
+#: acks of the last bursts are taken off the counts without a query per commit.
+_KNOWN_ROWS = 512
+#: While this much beyond the margin is free, `_limit_growth` leaves max_page_count as
+#: it is until the free space moves by _FREE_SLACK: no commit can come near the cap.
+_ROOM_QUICK = 16 * 1024 * 1024
+_FREE_SLACK = 256 * 1024
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:
@@ -330,6 +337,7 @@ class SqliteSpool(_Capacity):
             raise SpoolError(f"cannot open the spool {self.path} for writing: {reason}") from exc
         self.page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._page_cap = 0  # max_page_count as last set (see _limit_growth)
+        self._growth_seen: tuple[int, int | None] | None = None  # (free, fsize) then
         # Why the file may not grow now: ("disk" | "fsize" | "max_bytes", bytes).
         self._growth_limit: tuple[str, int] | None = None
         self._dir = self.path.parent
@@ -527,6 +535,7 @@ class SqliteSpool(_Capacity):
             if self._syncer is not None:
                 self._syncer.reopen()  # a new file, a new WAL
             self._page_cap = 0
+            self._growth_seen = None
             self._identity = self._stat_identity()
         self.recreated += 1
         self._recount()
@@ -619,6 +628,10 @@ class SqliteSpool(_Capacity):
         self._count: int = count
         self._bytes: int = nbytes
         self._rows_of: dict[str, int] = per_device
+        # Rows known to be in the table as committed: id -> (device, row_bytes, seq),
+        # the newest _KNOWN_ROWS of them. Emptied whenever the counts are re-read, so it
+        # never names a row that is not there (`_delete` counts from it).
+        self._known: OrderedDict[int, tuple[str, int, int]] = OrderedDict()
 
     def _failed(self, exc: BaseException) -> SpoolWriteError:
         """After a failed transaction: roll back what SQLite left open (a failed COMMIT
@@ -751,6 +764,7 @@ class SqliteSpool(_Capacity):
         count, nbytes = self._count, self._bytes
         rows_of = dict(self._rows_of)
         latest_gone: set[str] = set()  # devices whose latest seq this transaction deletes
+        gone: list[int] = []  # ids this transaction deletes (for `_known`)
         told: list[Message] = []  # handed to `staged` (they may be on the wire)
         try:
             if rows:
@@ -765,7 +779,7 @@ class SqliteSpool(_Capacity):
                         for i, r in enumerate(rows)])
             db.execute("BEGIN IMMEDIATE")
             if delete_ids:
-                removed, removed_bytes = self._delete(delete_ids, rows_of, latest_gone)
+                removed, removed_bytes = self._delete(delete_ids, rows_of, latest_gone, gone)
                 result.deleted = removed
                 count -= removed
                 nbytes -= removed_bytes
@@ -818,15 +832,29 @@ class SqliteSpool(_Capacity):
             if failed.state == "full" and getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" \
                     and (reason := self._growth_reason()) is not None:
                 failed = SpoolWriteError("full", f"{reason} ({exc})")
+            self._growth_seen = None  # the next commit looks at the disk in full
             raise failed from exc
         self._synced_commit()
         self._count, self._bytes = count, nbytes
         self._rows_of = {d: n for d, n in rows_of.items() if n}
+        self._remember(result, gone)
         if ids is None:  # held rows: their ids and seqs were given when they were held
             self._next_id += len(result.stored)
             for m in result.stored:
                 self._seqs[m.device] = m.seq
         return result
+
+    def _remember(self, result: WriteResult, gone: list[int]) -> None:
+        """After a COMMIT: `_known` loses the rows it deleted and gains those it stored."""
+        known = self._known
+        if result.dropped:
+            known.clear()  # the capacity policy took the oldest rows: rare, start over
+        for i in gone:
+            known.pop(i, None)
+        for m in result.stored:
+            known[m.id] = (m.device, row_bytes(m), m.seq)
+        while len(known) > _KNOWN_ROWS:
+            known.popitem(last=False)
 
     def _hand_over(self, staged: Staged, msgs: list[Message]) -> list[Message]:
         """Hand rows to the publisher ahead of their COMMIT, once their seqs are noted
@@ -861,16 +889,23 @@ class SqliteSpool(_Capacity):
         """
         page = self.page_size
         margin = self._margin
+        free = free_bytes(self._dir)
+        limit = file_size_limit()
+        seen = self._growth_seen
+        if (seen is not None and free is not None and limit == seen[1]
+                and free - margin >= _ROOM_QUICK and abs(free - seen[0]) < _FREE_SLACK):
+            # Plenty of room, and the cap set at the last full look is off by less than
+            # _FREE_SLACK: two statements fewer per commit (~20 µs of the spooler's CPU).
+            return
+        self._growth_seen = None if free is None else (free, limit)
         pages = int(self._db.execute("PRAGMA page_count").fetchone()[0])
         cap = self._bytes_cap  # safety net; the capacity policy acts first
         why: tuple[str, int] = ("max_bytes", cap * page)
-        free = free_bytes(self._dir)
         if free is not None:
             disk_cap = pages + max(0, free - margin) // page
             if disk_cap < cap:
                 cap = disk_cap
                 why = ("disk", free)
-        limit = file_size_limit()
         if limit is not None and limit // page - 1 < cap:
             cap = limit // page - 1
             why = ("fsize", limit)
@@ -893,10 +928,28 @@ class SqliteSpool(_Capacity):
         return f"the spool reached buffer.max_bytes plus its margin ({value} bytes)"
 
     def _delete(self, ids: list[int], rows_of: dict[str, int],
-                latest_gone: set[str]) -> tuple[int, int]:
+                latest_gone: set[str], gone: list[int]) -> tuple[int, int]:
         # Counted first, then deleted: two statements per chunk, where RETURNING would
         # step (and hand the GIL to another thread) once per row.
+        gone.extend(ids)
         runs = _runs(ids)
+        known = self._known
+        if len(runs) <= _RANGE_RUNS and all(i in known for r in runs for i in range(r[0], r[1] + 1)):
+            # The usual case: the acks of the last burst, rows this spool committed and
+            # still knows. Every id of the runs is in the table (`_known`), so the
+            # deletes remove exactly these rows: counted here, not by a GROUP BY query.
+            removed = removed_bytes = 0
+            seqs = self._seqs
+            for first, last in runs:
+                for i in range(first, last + 1):
+                    device, size, seq = known[i]
+                    rows_of[device] = rows_of.get(device, 0) - 1
+                    if seq >= seqs.get(device, 0):
+                        latest_gone.add(device)
+                    removed += 1
+                    removed_bytes += size
+                self._db.execute(_DELETE_RANGE_SQL, (first, last))
+            return removed, removed_bytes
         if len(runs) <= _RANGE_RUNS:
             # The usual case: the acks of the last burst, consecutive ids. A range is a
             # rowid range scan, where the JSON list is parsed by json_each and joined
