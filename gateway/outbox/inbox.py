@@ -27,6 +27,7 @@ class Inbox:
         self._not_full = threading.Condition(self._lock)
         self._wakeup = Wakeup()  # the consumer sleeps on it
         self._want = 0  # the sleeping consumer waits for this many items (0: awake)
+        self._room_waiters = 0  # producers waiting for room (notified only if any)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -36,11 +37,15 @@ class Inbox:
         for room. False: still full."""
         with self._lock:
             items = self._items
-            full = len(items) >= self.maxsize
-            if full and not (timeout != 0 and self._not_full.wait_for(
-                lambda: len(items) < self.maxsize, timeout
-            )):
-                return False
+            if len(items) >= self.maxsize:
+                if timeout == 0:
+                    return False
+                self._room_waiters += 1
+                try:
+                    if not self._not_full.wait_for(lambda: len(items) < self.maxsize, timeout):
+                        return False
+                finally:
+                    self._room_waiters -= 1
             items.append(item)
             if len(items) == self._want:
                 self._want = 0
@@ -53,7 +58,8 @@ class Inbox:
             return None
         with self._lock:
             item = self._items.popleft()
-            self._not_full.notify_all()
+            if self._room_waiters:
+                self._not_full.notify_all()
             return item
 
     def wait_len(self, n: int, timeout: float) -> bool:
@@ -82,6 +88,6 @@ class Inbox:
             items = self._items
             n = min(limit, len(items))
             out = [items.popleft() for _ in range(n)]
-            if n:
+            if n and self._room_waiters:
                 self._not_full.notify_all()
             return out

@@ -361,7 +361,9 @@ class Outbox:
                     # one (the default) this is group commit: an idle spooler commits a
                     # reading at once, and what arrives during that commit (its fsync) goes
                     # into the next one, so batches grow with the load, not with a timer.
-                    self._urgent.wait(self.commit_interval or self._group_pause())
+                    pause = self.commit_interval or self._group_pause()
+                    if pause > 0:  # an idle spooler (the usual case) commits at once
+                        self._urgent.wait(pause)
                 self._urgent.clear()
                 if item is not _STOP:
                     batch.extend(inbox.take(self.commit_max_rows - len(batch)))
