@@ -28,6 +28,7 @@ the gateway's code (so the gateway's own unit/class tables are checked against t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -556,13 +557,15 @@ def test_announced_gps_keys_are_what_the_decoder_makes_of_the_simulated_receiver
     dev = cfg.devices[0]
     assert isinstance(dev, NmeaConfig)
     kinds = dev.sentences
-    gps = GpsSim("d", sentences=kinds)  # the receiver set as configured (not started: no pty)
+    # The receiver set as configured; not started (no thread), but it has its pty and a
+    # directory for its link, which close() removes.
     decoder = NmeaDecoder(sentences=frozenset(kinds))
     read: set[str] = set()
-    for t in (1_800_000_000.0, 1_800_000_001.0, 1_800_000_002.0):
-        for body in gps.sentences_at(t):
-            for fix in decoder.feed(nmea_sentence(body)):
-                read |= set(fix)
+    with contextlib.closing(GpsSim("d", sentences=kinds)) as gps:
+        for t in (1_800_000_000.0, 1_800_000_001.0, 1_800_000_002.0):
+            for body in gps.sentences_at(t):
+                for fix in decoder.feed(nmea_sentence(body)):
+                    read |= set(fix)
     announced = {template_key(a.payload) for a in Discovery(cfg).announcements()
                  if a.topic.startswith("homeassistant/sensor/g_d/")}
     assert read and announced == read == set(quantities_for(dev))

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import tty
+import weakref
 from collections.abc import Callable
 
 log = logging.getLogger("hardware_sim.serial")
@@ -39,6 +40,10 @@ class PtyDevice:
         self.clock = clock
         self._own_dir = link_dir is None
         self._dir = link_dir or tempfile.mkdtemp(prefix="sim-serial-")
+        # A device dropped without close() (a test that only asks it for sentences) still
+        # leaves no directory behind: removed when it is collected, or at exit.
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, True) \
+            if self._own_dir else None
         #: Stable path (a symlink to the current pty slave), as a by-id link would be.
         self.path = os.path.join(self._dir, name)
         self.tty_path: str | None = None
@@ -75,8 +80,8 @@ class PtyDevice:
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        if self._own_dir:
-            shutil.rmtree(self._dir, ignore_errors=True)
+        if self._remove_dir is not None:
+            self._remove_dir()
 
     def __enter__(self) -> PtyDevice:
         return self.start()
