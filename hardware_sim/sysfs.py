@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ class SimSysfs:
 
     def __init__(self, period: float = 0.5, seed: int = 0) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="edge-gateway-sysfs-"))
+        # Removed by close(), or when dropped unclosed, or at exit (not after a SIGKILL).
+        self._remove_root = weakref.finalize(self, shutil.rmtree, self.root, True)
         self.period = period
         self._rng = random.Random(seed)
         self._updaters: list[Any] = []
@@ -185,4 +188,4 @@ class SimSysfs:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._remove_root()

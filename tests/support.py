@@ -224,6 +224,11 @@ class GatewayProcess:
     def start(self) -> GatewayProcess:
         logf = open(self.log, "ab")  # noqa: SIM115
         env = dict(os.environ)
+        # The simulator's temporary trees (sysfs, serial links) go beside the log, in
+        # the test's own directory: a gateway a test SIGKILLs leaves nothing in /tmp.
+        tmp = self.log.parent / "gateway-tmp"
+        tmp.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(tmp)
         env.update(self.env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--log-level", "debug", "run", "-c",
