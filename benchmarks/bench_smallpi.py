@@ -132,6 +132,7 @@ def run(cpu_only: bool = False) -> list[Result]:
     broker.start()
     results: list[Result] = []
     cgroup, how = (None, "not asked for") if cpu_only else make_cgroup()
+    done = False  # the work directory is kept (logs, spool) when a run fails
     try:
         threads: dict[str, int] = {}
         cpu, _, got = run_gateway(d, broker.port, None, 5, "200ms", threads=threads)
@@ -147,9 +148,11 @@ def run(cpu_only: bool = False) -> list[Result]:
                               "raw paho QoS1 publish (incl. interpreter start)", "<= 400 us",
                               per <= 400, f"{got:.1f} readings/s delivered"))
         if cpu_only:
+            done = True
             return results
         if cgroup is None:
             print(f"bench_smallpi: quarter-core rows skipped: {how}")
+            done = True
             return results
         cpu, lat, got = run_gateway(d, broker.port, cgroup, 10, "1s")
         results.append(Result("small Pi (1/4 core): CPU, 10 sensors at 1 Hz", 100 * cpu / WINDOW,
@@ -170,6 +173,7 @@ def run(cpu_only: bool = False) -> list[Result]:
         results.append(Result("small Pi (1/4 core): highest sustained rate", best, "readings/s",
                               None, "", "", None, f"offered {', '.join(str(5000 // m) for m in RATES_MS)}"
                               "/s in turn; sustained = >= 95 % delivered"))
+        done = True
     finally:
         broker.stop()
         if cgroup is not None:
@@ -177,7 +181,8 @@ def run(cpu_only: bool = False) -> list[Result]:
                 cgroup.rmdir()
             except OSError as exc:
                 print(f"bench_smallpi: could not remove {cgroup}: {exc}")
-    shutil.rmtree(d, ignore_errors=True)
+        if done:
+            shutil.rmtree(d, ignore_errors=True)
     return results
 
 
