@@ -714,7 +714,9 @@ class SqliteSpool(_Capacity):
         return result
 
     def release_memory(self) -> None:
-        """After a backlog: both connections give back the cache memory they can."""
+        """After a backlog: both connections give back the cache memory they can (and
+        `_known` the table a backlog grew, which a dict keeps once it has it)."""
+        self._known = OrderedDict(self._known)
         for db in (self._db, self._reader_db):
             if db is None:
                 continue
