@@ -143,6 +143,57 @@ def test_acks_and_inserts_commit_together_or_not_at_all(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_acks_come_off_the_counts_from_the_rows_known_or_by_the_table_alike(
+        tmp_path: Path) -> None:
+    """The acks of recent rows are taken off the counts without a query (`_known`: the
+    newest rows committed, bounded); older rows, ids already gone and a failed commit go
+    by the table. Either way the counts are the table's."""
+    path = tmp_path / "s.db"
+    spool = SqliteSpool(path)
+    stored = []
+    for start in range(1, 400, 10):
+        stored += spool.insert(rows("a", range(start, start + 10))
+                               + rows("bb", range(start, start + 5))).stored
+    assert len(stored) == 600 and len(spool._known) == 512  # the newest only
+
+    def agree() -> None:
+        db = sqlite3.connect(path)
+        try:
+            per = {d: (n, size) for d, n, size in db.execute(
+                "SELECT device, COUNT(*), SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(device)"
+                f" + {ROW_OVERHEAD}) FROM messages GROUP BY device")}
+        finally:
+            db.close()
+        assert spool._rows_of == {d: n for d, (n, _) in per.items()}
+        assert spool.count() == sum(n for n, _ in per.values())
+        assert spool.size_bytes() == sum(size for _, size in per.values())
+
+    assert spool.write([], [m.id for m in stored[:50]]).deleted == 50  # not known: the table
+    agree()
+    recent = [m.id for m in stored[-50:]]
+    assert all(i in spool._known for i in recent)
+    assert spool.write([], recent).deleted == 50  # known: counted from memory
+    assert not any(i in spool._known for i in recent)
+    agree()
+    assert spool.write([], recent).deleted == 0  # gone already: nothing is counted twice
+    assert spool.write([], [stored[-1].id + 1000]).deleted == 0  # never there
+    agree()
+    # A commit that fails: the counts are read again from the table, and what was known
+    # is forgotten with them (a row it named may not be what the table holds now).
+    other = sqlite3.connect(path)
+    other.execute("CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.seq = 9999 "
+                  "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    other.commit()
+    other.close()
+    with pytest.raises(SpoolWriteError):
+        spool.write(rows("a", [9999]), [stored[-60].id])
+    assert not spool._known
+    agree()
+    assert spool.write([], [stored[-60].id]).deleted == 1
+    agree()
+    spool.close()
+
+
 def test_rows_survive_reopen_in_order_with_seqs(tmp_path: Path) -> None:
     spool = SqliteSpool(tmp_path / "s.db")
     stored = spool.write(rows("a", range(1, 6)) + rows("b", range(1, 3)), []).stored
