@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -47,9 +48,14 @@ class Browser:
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "chromedriver.log"
+        # The browser's scratch (a scoped_dir it may leave behind) goes into a directory
+        # of ours, removed with the driver. Short, under /tmp: the browser puts a Unix
+        # socket in it, and a socket's path may not exceed 107 bytes.
+        self._tmp = tempfile.mkdtemp(prefix="eg-browser-")
         self.proc = subprocess.Popen(
             [driver, f"--port={self.port}", f"--log-path={self.log}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": self._tmp},
         )
         try:
             wait_port(self.port, timeout=30)
@@ -115,3 +121,5 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
