@@ -126,54 +126,61 @@ def raw_cpu(port: int, count: int, rate: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cpu_row(d: Path, port: int) -> Result:
+    """CPU per reading at 25 readings/s, unconfined, with each thread's share printed."""
+    threads: dict[str, int] = {}
+    cpu, _, got = run_gateway(d, port, None, 5, "200ms", threads=threads)
+    readings = max(1.0, got * WINDOW)
+    # The threads' schedstat (ns) where the kernel has it: /proc/PID/stat counts in
+    # 10 ms ticks, 20 us per reading over this window.
+    per = (sum(threads.values()) / 1e9 if threads else cpu) / readings * 1e6
+    print("bench_smallpi: CPU per reading by thread @ 25/s: " + ", ".join(
+        f"{name} {ns / 1e3 / readings:.0f} us" for name, ns in
+        sorted(threads.items(), key=lambda kv: -kv[1]) if ns > 0))
+    raw = raw_cpu(port, int(25 * WINDOW), 25) / (25 * WINDOW) * 1e6
+    return Result("CPU per reading @ 25/s (disk spool)", per, "us", raw,
+                  "raw paho QoS1 publish (incl. interpreter start)", "<= 400 us",
+                  per <= 400, f"{got:.1f} readings/s delivered")
+
+
+def quarter_core_rows(d: Path, port: int, cgroup: Path, how: str) -> list[Result]:
+    """Idle CPU and latency of 10 sensors at 1 Hz, then the highest sustained rate."""
+    results: list[Result] = []
+    cpu, lat, got = run_gateway(d, port, cgroup, 10, "1s")
+    results.append(Result("small Pi (1/4 core): CPU, 10 sensors at 1 Hz", 100 * cpu / WINDOW,
+                          "% core", None, "", "", None, how))
+    results.append(Result("small Pi (1/4 core): latency p50 @ 10/s", pct(lat, 50), "ms", None,
+                          "", "", None, f"n={len(lat)}"))
+    results.append(Result("small Pi (1/4 core): latency p99 @ 10/s", pct(lat, 99), "ms", None,
+                          "", "", None, f"n={len(lat)}"))
+    best = 0.0
+    for ms in RATES_MS:
+        offered = 5 * 1000 / ms
+        _, lat, got = run_gateway(d, port, cgroup, 5, f"{ms}ms")
+        print(f"bench_smallpi: 1/4 core, offered {offered:.0f}/s: delivered {got:.0f}/s, "
+              f"p50 {pct(lat, 50):.1f} p99 {pct(lat, 99):.1f} ms")
+        if got < 0.95 * offered:
+            break
+        best = offered
+    results.append(Result("small Pi (1/4 core): highest sustained rate", best, "readings/s",
+                          None, "", "", None, f"offered {', '.join(str(5000 // m) for m in RATES_MS)}"
+                          "/s in turn; sustained = >= 95 % delivered"))
+    return results
+
+
 def run(cpu_only: bool = False) -> list[Result]:
     d = workdir("smallpi")
     broker = Mosquitto(d / "broker")
     broker.start()
-    results: list[Result] = []
     cgroup, how = (None, "not asked for") if cpu_only else make_cgroup()
-    done = False  # the work directory is kept (logs, spool) when a run fails
     try:
-        threads: dict[str, int] = {}
-        cpu, _, got = run_gateway(d, broker.port, None, 5, "200ms", threads=threads)
-        readings = max(1.0, got * WINDOW)
-        # The threads' schedstat (ns) where the kernel has it: /proc/PID/stat counts in
-        # 10 ms ticks, 20 us per reading over this window.
-        per = (sum(threads.values()) / 1e9 if threads else cpu) / readings * 1e6
-        print("bench_smallpi: CPU per reading by thread @ 25/s: " + ", ".join(
-            f"{name} {ns / 1e3 / readings:.0f} us" for name, ns in
-            sorted(threads.items(), key=lambda kv: -kv[1]) if ns > 0))
-        raw = raw_cpu(broker.port, int(25 * WINDOW), 25) / (25 * WINDOW) * 1e6
-        results.append(Result("CPU per reading @ 25/s (disk spool)", per, "us", raw,
-                              "raw paho QoS1 publish (incl. interpreter start)", "<= 400 us",
-                              per <= 400, f"{got:.1f} readings/s delivered"))
+        results = [cpu_row(d, broker.port)]
         if cpu_only:
-            done = True
-            return results
-        if cgroup is None:
+            pass
+        elif cgroup is None:
             print(f"bench_smallpi: quarter-core rows skipped: {how}")
-            done = True
-            return results
-        cpu, lat, got = run_gateway(d, broker.port, cgroup, 10, "1s")
-        results.append(Result("small Pi (1/4 core): CPU, 10 sensors at 1 Hz", 100 * cpu / WINDOW,
-                              "% core", None, "", "", None, how))
-        results.append(Result("small Pi (1/4 core): latency p50 @ 10/s", pct(lat, 50), "ms", None,
-                              "", "", None, f"n={len(lat)}"))
-        results.append(Result("small Pi (1/4 core): latency p99 @ 10/s", pct(lat, 99), "ms", None,
-                              "", "", None, f"n={len(lat)}"))
-        best = 0.0
-        for ms in RATES_MS:
-            offered = 5 * 1000 / ms
-            _, lat, got = run_gateway(d, broker.port, cgroup, 5, f"{ms}ms")
-            print(f"bench_smallpi: 1/4 core, offered {offered:.0f}/s: delivered {got:.0f}/s, "
-                  f"p50 {pct(lat, 50):.1f} p99 {pct(lat, 99):.1f} ms")
-            if got < 0.95 * offered:
-                break
-            best = offered
-        results.append(Result("small Pi (1/4 core): highest sustained rate", best, "readings/s",
-                              None, "", "", None, f"offered {', '.join(str(5000 // m) for m in RATES_MS)}"
-                              "/s in turn; sustained = >= 95 % delivered"))
-        done = True
+        else:
+            results += quarter_core_rows(d, broker.port, cgroup, how)
     finally:
         broker.stop()
         if cgroup is not None:
@@ -181,8 +188,7 @@ def run(cpu_only: bool = False) -> list[Result]:
                 cgroup.rmdir()
             except OSError as exc:
                 print(f"bench_smallpi: could not remove {cgroup}: {exc}")
-        if done:
-            shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(d, ignore_errors=True)  # kept (logs, spool) when a run fails
     return results
 
 

@@ -935,36 +935,20 @@ class SqliteSpool(_Capacity):
         # step (and hand the GIL to another thread) once per row.
         gone.extend(ids)
         runs = _runs(ids)
-        known = self._known
-        if len(runs) <= _RANGE_RUNS and all(i in known for r in runs for i in range(r[0], r[1] + 1)):
-            # The usual case: the acks of the last burst, rows this spool committed and
-            # still knows. Every id of the runs is in the table (`_known`), so the
-            # deletes remove exactly these rows: counted here, not by a GROUP BY query.
-            removed = removed_bytes = 0
-            seqs = self._seqs
-            for first, last in runs:
-                for i in range(first, last + 1):
-                    device, size, seq = known[i]
-                    rows_of[device] = rows_of.get(device, 0) - 1
-                    if seq >= seqs.get(device, 0):
-                        latest_gone.add(device)
-                    removed += 1
-                    removed_bytes += size
-                self._db.execute(_DELETE_RANGE_SQL, (first, last))
-            return removed, removed_bytes
+        removed = removed_bytes = 0
         if len(runs) <= _RANGE_RUNS:
             # The usual case: the acks of the last burst, consecutive ids. A range is a
             # rowid range scan, where the JSON list is parsed by json_each and joined
             # (measured ~30 µs less per commit of five).
-            removed = removed_bytes = 0
             for first, last in runs:
-                n, nbytes = self._uncount(_UNCOUNT_RANGE_SQL, [first, last], rows_of,
-                                          latest_gone)
+                n, nbytes = self._uncount_known(first, last, rows_of, latest_gone)
+                if n < 0:
+                    n, nbytes = self._uncount(_UNCOUNT_RANGE_SQL, [first, last], rows_of,
+                                              latest_gone)
                 self._db.execute(_DELETE_RANGE_SQL, (first, last))
                 removed += n
                 removed_bytes += nbytes
             return removed, removed_bytes
-        removed = removed_bytes = 0
         for start in range(0, len(ids), _DELETE_CHUNK):
             # The ids travel as one JSON array: one statement text whatever their number.
             # With `IN (?, ?, ...)` every batch size was a statement of its own, and the
@@ -977,18 +961,39 @@ class SqliteSpool(_Capacity):
             removed_bytes += nbytes
         return removed, removed_bytes
 
+    def _uncount_known(self, first: int, last: int, rows_of: dict[str, int],
+                       latest_gone: set[str]) -> tuple[int, int]:
+        """`_uncount` for the ids first..last from memory, when every one of them is a row
+        this spool committed and still knows (`_known`: then the range's delete removes
+        exactly these rows); (-1, 0) if one is not, and the table must say."""
+        known = self._known
+        if not all(i in known for i in range(first, last + 1)):
+            return -1, 0
+        nbytes = 0
+        for i in range(first, last + 1):
+            device, size, seq = known[i]
+            self._take_off(device, 1, seq, rows_of, latest_gone)
+            nbytes += size
+        return last - first + 1, nbytes
+
     def _uncount(self, sql: str, args: list[int] | list[str], rows_of: dict[str, int],
                  latest_gone: set[str]) -> tuple[int, int]:
         """Take the rows `sql` selects (grouped by device) off the per-device counts;
         note the devices whose latest seq is among them."""
         removed = removed_bytes = 0
         for device, n, nbytes, top in self._db.execute(sql, args):
-            rows_of[device] = rows_of.get(device, 0) - int(n)
-            if int(top) >= self._seqs.get(device, 0):
-                latest_gone.add(device)
+            self._take_off(device, int(n), int(top), rows_of, latest_gone)
             removed += int(n)
             removed_bytes += int(nbytes)
         return removed, removed_bytes
+
+    def _take_off(self, device: str, n: int, top_seq: int, rows_of: dict[str, int],
+                  latest_gone: set[str]) -> None:
+        """`n` rows of `device`, the highest with `top_seq`, are deleted: off its count,
+        and its seq must outlive them if the latest is among them."""
+        rows_of[device] = rows_of.get(device, 0) - n
+        if top_seq >= self._seqs.get(device, 0):
+            latest_gone.add(device)
 
     def _drop_oldest(self, over: int, total_bytes: int, rows_of: dict[str, int],
                      latest_gone: set[str]) -> tuple[int, int]:

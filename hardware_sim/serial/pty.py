@@ -38,12 +38,11 @@ class PtyDevice:
         self.name = name
         self.rate_hz = rate_hz
         self.clock = clock
-        self._own_dir = link_dir is None
         self._dir = link_dir or tempfile.mkdtemp(prefix="sim-serial-")
-        # A device dropped without close() (a test that only asks it for sentences) still
-        # leaves no directory behind: removed when it is collected, or at exit.
-        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, True) \
-            if self._own_dir else None
+        # A directory of its own is removed by close(), or, for a device dropped without
+        # close() (a test that only asks it for sentences), when collected or at exit.
+        self._remove_dir = None if link_dir else weakref.finalize(
+            self, shutil.rmtree, self._dir, True)
         #: Stable path (a symlink to the current pty slave), as a by-id link would be.
         self.path = os.path.join(self._dir, name)
         self.tty_path: str | None = None
