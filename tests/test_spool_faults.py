@@ -488,7 +488,8 @@ from gateway.reading import Reading
 from tests.support import wait_until
 
 d = Path(sys.argv[1])
-subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={sys.argv[2]}", "tmpfs", str(d)],
+               check=True)
 spool = SqliteSpool(d / "s.db")  # sync: full, the default: the syncer runs
 box = Outbox(spool, "gw", queue_size=100_000, put_timeout=60.0)
 box.start()
@@ -547,18 +548,22 @@ def _user_namespaces() -> str | None:
     return None if p.returncode == 0 else f"unshare: {p.stderr.strip()}"
 
 
-def test_a_real_small_file_system_that_fills_up_loses_nothing(tmp_path: Path) -> None:
-    """A 2 MiB tmpfs (mounted in a user and mount namespace of a child, so a normal user
-    can too) filled to the last block by another file: the spool stops taking rows,
-    readings wait in memory, nothing is lost or reordered, and once the file is gone the
-    spool is writable again. The real statvfs and the real ENOSPC, not a stand-in."""
+@pytest.mark.parametrize("size", ["2m", "24m"])
+def test_a_real_small_file_system_that_fills_up_loses_nothing(tmp_path: Path, size: str) -> None:
+    """A tmpfs (mounted in a user and mount namespace of a child, so a normal user can
+    too) filled to the last block by another file: the spool stops taking rows, readings
+    wait in memory, nothing is lost or reordered, and once the file is gone the spool is
+    writable again. The real statvfs and the real ENOSPC, not a stand-in. 2 MiB: the
+    spool looks at the disk in full at every commit; 24 MiB: it starts with more than
+    16 MiB free, where it re-sets its cap only when the free space moves
+    (`_limit_growth`), and must still see the disk fill between two commits."""
     why = _user_namespaces()
     if why is not None:
         pytest.skip(f"a private mount namespace is not available here ({why})")
     mnt = tmp_path / "small"
     mnt.mkdir()
     p = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable,
-                        "-c", _SMALL_FS_CHILD, str(mnt)], cwd=REPO, capture_output=True,
+                        "-c", _SMALL_FS_CHILD, str(mnt), size], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     import json
