@@ -32,7 +32,9 @@ from benchmarks.common import (
 SENSORS = 10
 WARMUP = 5.0
 WINDOW = 30.0
-SETTINGS = {"sync: full": "  sync: full", "sync: normal": "  sync: normal",
+SETTINGS = {"sync: full": "  sync: full",
+            "sync: full, journal: false": "  sync: full\n  journal: false",
+            "sync: normal": "  sync: normal",
             "write_delay: 2s": "  write_delay: 2s",
             "durability: memory": "  durability: memory"}
 

@@ -75,6 +75,7 @@ class Gateway:
         spool = open_spool(
             b.durability, str(b.path), max_messages=b.max_messages, max_bytes=b.max_bytes,
             when_full=b.when_full, sync=b.sync, write_delay=b.write_delay,
+            journal=b.journal,
         )
         self.outbox = Outbox(spool, cfg.topic_prefix, commit_interval=b.commit_interval,
                              commit_max_rows=b.commit_max_rows)

@@ -190,6 +190,15 @@ class BufferSection(Section):
         "by a thread of its own, so readings are not held back by the disk); normal: "
         "survives crashes.",
     )
+    journal: bool = Field(
+        default=True,
+        description=("With sync: full and no write_delay: each burst of readings is written "
+                     "to a ring file beside the spool (<path>.journal) in one 4 KiB block and "
+                     "fdatasynced, and reaches the spool file only if the broker has not "
+                     "acknowledged it within 2 s: as durable as a commit, at about 40 % fewer "
+                     "bytes written per reading (docs/small-pi.md). false: every burst is a "
+                     "commit of the spool file."),
+    )
     commit_interval: DurationOrZero = Field(
         default=0.0, le=10.0,
         description=("0: group commit (an idle spooler commits at once; under load, readings "

@@ -100,13 +100,14 @@ def open_spool(
     when_full: str,
     sync: str = "full",
     write_delay: float = 0.0,
+    journal: bool = False,
 ) -> Spool:
     if durability == "memory":
         return MemorySpool(max_messages=max_messages, max_bytes=max_bytes,
                            when_full=when_full)  # type: ignore[arg-type]
     return SqliteSpool(path, max_messages=max_messages, max_bytes=max_bytes,
                        when_full=when_full, sync=sync,  # type: ignore[arg-type]
-                       write_delay=write_delay)
+                       write_delay=write_delay, journal=journal)
 
 
 class Outbox:
