@@ -543,3 +543,19 @@ def test_a_journal_that_fails_while_sqlite_refuses_too_keeps_the_order(
     finally:
         monkeypatch.undo()
         spool.close()
+
+
+def test_a_record_of_several_blocks_is_read_back_after_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    spool = _open(path, blocks=16)  # records of up to two blocks
+    burst = [NewRow("a", "p/a", s, bytes([s]) * 200) for s in range(1, 26)]  # ~5.5 KiB
+    stored = spool.write(burst, []).stored
+    assert spool._journal is not None and spool._journal._ring[-1].blocks == 2
+    assert on_disk(path) == []
+    _crash(spool)
+    again = _open(path, blocks=16)
+    try:
+        assert [(m.id, m.seq, m.payload) for m in again.fetch(0, 100)] == [
+            (m.id, m.seq, m.payload) for m in stored]
+    finally:
+        again.close()
