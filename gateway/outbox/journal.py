@@ -239,6 +239,7 @@ class BurstJournal:
         _, newest_number, newest_oldest, start, blocks = found[-1][:5]
         self._next_number = newest_number + 1
         self._pos = (start + blocks) % self.blocks if self.blocks else 0
+        self.fenced = not found[-1][5] and newest_oldest == newest_number  # a clean stop
         out.records = len(found)
         live: dict[int, Row] = {}
         for _, number, _oldest, _start, _blocks, rows, acks, carry in found:

@@ -177,15 +177,15 @@ def _chunks(n: int) -> list[tuple[int, int]]:
     return out
 
 
-_INSERT_SQL: dict[int, str] = {}
+_INSERT_SQL: dict[tuple[str, int], str] = {}
 _UPSERT_SQL: dict[int, str] = {}
 
 
-def _insert_sql(n: int) -> str:
-    sql = _INSERT_SQL.get(n)
+def _insert_sql(n: int, verb: str = "INSERT") -> str:
+    sql = _INSERT_SQL.get((verb, n))
     if sql is None:
-        sql = _INSERT_SQL[n] = (
-            "INSERT INTO messages (id, device, topic, seq, payload) VALUES "
+        sql = _INSERT_SQL[verb, n] = (
+            f"{verb} INTO messages (id, device, topic, seq, payload) VALUES "
             + ",".join(["(?, ?, ?, ?, ?)"] * n)
         )
     return sql
@@ -500,7 +500,7 @@ class SqliteSpool(_Capacity):
     def files_bytes(self) -> int:
         """What the spool takes on disk: its SQLite files and the journal (if in use)."""
         total = 0
-        journal = [self.journal_path] if getattr(self, "_journal", None) is not None else []
+        journal = [self.journal_path] if self._journal is not None else []
         for f in [*self.files(), *journal]:
             try:
                 total += f.stat().st_size
@@ -716,15 +716,13 @@ class SqliteSpool(_Capacity):
         result = WriteResult()
         with self._held_lock:
             on_disk: list[int] = []
-            held_acks: list[int] = []
             for i in delete_ids:
                 held = self._held.pop(i, None)
                 if held is None:
                     on_disk.append(i)
                 else:
-                    held_acks.append(i)
                     self._held_bytes -= row_bytes(held[0])
-            result.deleted = len(held_acks)
+                    result.deleted += 1
             if rows and self._journal is not None and self._count > len(on_disk):
                 # A backlog stays on disk (the broker is away, or catching up): these are
                 # sent after it, so holding them for an acknowledgement only adds a block
@@ -801,7 +799,10 @@ class SqliteSpool(_Capacity):
         if self._journal_wanted:
             self._journal = journal
             self._journal_found = found.records > 0
-        if found.rows or found.seqs:
+        stored = self._stored_seqs()
+        if found.rows or found.top_id >= self._first_free_id() or any(
+                q > stored.get(d, 0) for d, q in found.seqs.items()):
+            # (After a clean stop the file already says all of it: nothing to write.)
             db = self._db
             db.execute("PRAGMA synchronous=FULL")  # on disk before the journal changes
             db.execute("BEGIN IMMEDIATE")
@@ -809,7 +810,7 @@ class SqliteSpool(_Capacity):
                 rows = found.rows
                 cur = db.cursor()
                 for start, size in _chunks(len(rows)):
-                    cur.execute("INSERT OR IGNORE" + _insert_sql(size)[len("INSERT"):], [
+                    cur.execute(_insert_sql(size, "INSERT OR IGNORE"), [
                         v for r in rows[start:start + size]
                         for v in (r.id, r.device, r.topic, r.seq, r.payload)])
                 for device, seq in found.seqs.items():
