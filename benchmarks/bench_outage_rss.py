@@ -8,6 +8,7 @@ Printed: RSS per outage, the growth over the run after the warm-up (the first
 `--warmup` outages), and MiB per outage (a least-squares slope over those samples).
 
 Usage: .venv/bin/python benchmarks/bench_outage_rss.py [--minutes 10] [--down 20] [--up 20]
+       [--journal on|off]
 """
 
 from __future__ import annotations
@@ -59,13 +60,16 @@ def main() -> None:
     ap.add_argument("--down", type=float, default=20.0)
     ap.add_argument("--up", type=float, default=20.0)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--journal", choices=("on", "off"), default="on",
+                    help="buffer.journal (off: every burst is a SQLite commit)")
     args = ap.parse_args()
     d = workdir("outage-rss")
     broker = Mosquitto(d / "broker")
     broker.start()
     db = d / "o.db"
     cfg = gateway_config(d / "o.yaml", broker.port, tmp102_devices(10, "100ms"), spool=db,
-                         gateway_id="o")
+                         gateway_id="o",
+                         extra="  journal: false" if args.journal == "off" else "")
     sub = CountingSubscriber(broker.port, "gateway/o/+")
     gw = start_gateway(cfg, d / "o.log")
     samples: list[tuple[int, float]] = []
