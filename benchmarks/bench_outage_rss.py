@@ -70,10 +70,12 @@ def main() -> None:
     cfg = gateway_config(d / "o.yaml", broker.port, tmp102_devices(10, "100ms"), spool=db,
                          gateway_id="o",
                          extra="  journal: false" if args.journal == "off" else "")
-    sub = CountingSubscriber(broker.port, "gateway/o/+")
-    gw = start_gateway(cfg, d / "o.log")
     samples: list[tuple[int, float]] = []
-    try:
+    sub: CountingSubscriber | None = None
+    gw = None
+    try:  # from here on, a failure still stops the broker, subscriber and gateway
+        sub = CountingSubscriber(broker.port, "gateway/o/+")
+        gw = start_gateway(cfg, d / "o.log")
         if not sub.wait_count(100, 60):
             raise RuntimeError(f"no readings; see {d}/o.log")
         time.sleep(args.up)
@@ -96,8 +98,10 @@ def main() -> None:
             print(f"outage {n:2d}: RSS {samples[-1][1]:.2f} MiB, spool {queued(db)} rows, "
                   f"drained in {time.monotonic() - t:.1f} s", flush=True)
     finally:
-        stop(gw)
-        sub.stop()
+        if gw is not None:
+            stop(gw)
+        if sub is not None:
+            sub.stop()
         broker.stop()
     after = [s for s in samples if s[0] >= args.warmup]
     if len(after) >= 2:
