@@ -30,7 +30,6 @@ NTP leaves it drifting by parts per million, not hours).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import re
 import threading
@@ -79,7 +78,9 @@ class _Timex(ctypes.Structure):
 def kernel_synchronized() -> bool | None:
     """The kernel's view (adjtimex with no modes: read only). None if unavailable."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The process's own symbols (libc's): find_library("c") would run `ldconfig -p` in
+        # a child at every look while the clock is unsynchronised, and import ctypes.util.
+        libc = ctypes.CDLL(None)
         tx = _Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError) as exc:

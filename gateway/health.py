@@ -6,28 +6,37 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gateway.reading import format_ts
+from gateway.slots import SlotsRecord
 
 State = Literal["starting", "ok", "failing", "stopped"]
 
 
-@dataclass
-class DeviceHealth:
-    name: str
-    driver: str
-    state: State = "starting"
-    readings: int = 0
-    total_errors: int = 0
-    consecutive_errors: int = 0
-    last_success: float | None = None  # Unix time
-    last_error: str | None = None
-    last_error_at: float | None = None
-    #: Monotonic time the reader last finished a loop iteration (liveness).
-    heartbeat: float = field(default_factory=time.monotonic)
-    counters: dict[str, int] = field(default_factory=dict)  # protocol-specific (bad_checksum ...)
+class DeviceHealth(SlotsRecord):
+    __slots__ = ("name", "driver", "state", "readings", "total_errors",
+                 "consecutive_errors", "last_success", "last_error", "last_error_at",
+                 "heartbeat", "counters")
+
+    def __init__(self, name: str, driver: str, state: State = "starting", readings: int = 0,
+                 total_errors: int = 0, consecutive_errors: int = 0,
+                 last_success: float | None = None, last_error: str | None = None,
+                 last_error_at: float | None = None, heartbeat: float | None = None,
+                 counters: dict[str, int] | None = None) -> None:
+        self.name = name
+        self.driver = driver
+        self.state: State = state
+        self.readings = readings
+        self.total_errors = total_errors
+        self.consecutive_errors = consecutive_errors
+        self.last_success = last_success  # Unix time
+        self.last_error = last_error
+        self.last_error_at = last_error_at
+        #: Monotonic time the reader last finished a loop iteration (liveness).
+        self.heartbeat: float = time.monotonic() if heartbeat is None else heartbeat
+        #: Protocol-specific counters (bad_checksum ...).
+        self.counters: dict[str, int] = {} if counters is None else counters
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,8 +60,7 @@ def _iso(ts: float | None) -> str | None:
     return format_ts(ts)
 
 
-@dataclass(frozen=True)
-class SpoolFigures:
+class SpoolFigures(NamedTuple):
     """What the outbox reports of its spool for the health topic (`Outbox.figures()`)."""
 
     depth: int
@@ -138,7 +146,7 @@ class Health:
     def document(self, spool: SpoolFigures, refused_by_broker: int) -> dict[str, Any]:
         """The retained `{prefix}/health` document: the snapshot plus the spool's figures."""
         doc = self.snapshot()
-        doc["spool"] = {**asdict(spool), "refused_by_broker": refused_by_broker}
+        doc["spool"] = {**spool._asdict(), "refused_by_broker": refused_by_broker}
         return doc
 
     def payload(self, spool: SpoolFigures, refused_by_broker: int) -> str:

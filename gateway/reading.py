@@ -7,18 +7,23 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
+from gateway.slots import SlotsRecord
 
-@dataclass(slots=True)
-class Reading:
-    device: str
-    values: dict[str, Any]
-    ts: float = field(default_factory=time.time)  # Unix time of the measurement
-    #: time.monotonic() of the measurement: what corrects `ts` if the wall clock was not
-    #: synchronised yet (gateway.clock).
-    mono: float = field(default_factory=time.monotonic)
+
+class Reading(SlotsRecord):
+    __slots__ = ("device", "values", "ts", "mono")
+
+    def __init__(self, device: str, values: dict[str, Any], ts: float | None = None,
+                 mono: float | None = None) -> None:
+        self.device = device
+        self.values = values
+        #: Unix time of the measurement (now, if not given).
+        self.ts: float = time.time() if ts is None else ts
+        #: time.monotonic() of the measurement: what corrects `ts` if the wall clock was
+        #: not synchronised yet (gateway.clock).
+        self.mono: float = time.monotonic() if mono is None else mono
 
 
 #: Payload keys that belong to the gateway, never to a device: `seq` (per-device counter,

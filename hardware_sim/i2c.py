@@ -15,10 +15,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.sim import set_sim_validator
+from gateway.slots import SlotsRecord
 from hardware_sim.profiles import Profile, make_profile
 
 I2C_M_RD = 0x0001  # linux/i2c.h
@@ -63,16 +63,22 @@ def sensirion_words(words: Iterable[int], corrupt: bool = False) -> bytes:
     return bytes(out)
 
 
-@dataclass
-class Faults:
+class Faults(SlotsRecord):
     """Faults a simulated chip can be told to show (all off by default)."""
 
-    nack: bool = False  # every transaction NACKed (unplugged / dead chip)
-    eio_burst: int = 0  # the next N transactions fail with EIO
-    absent_until: float = 0.0  # NACK until this sim time (seconds since start)
-    stuck: bool = False  # values frozen at the last conversion
-    corrupt_crc: bool = False  # chips with CRCs send a wrong one
-    slow_conversion: bool = False  # conversions never finish in time
+    # A SlotsRecord: simulate mode loads this module into the daemon (gateway.slots).
+    __slots__ = ("nack", "eio_burst", "absent_until", "stuck", "corrupt_crc",
+                 "slow_conversion")
+
+    def __init__(self, nack: bool = False, eio_burst: int = 0, absent_until: float = 0.0,
+                 stuck: bool = False, corrupt_crc: bool = False,
+                 slow_conversion: bool = False) -> None:
+        self.nack = nack  # every transaction NACKed (unplugged / dead chip)
+        self.eio_burst = eio_burst  # the next N transactions fail with EIO
+        self.absent_until = absent_until  # NACK until this sim time (seconds since start)
+        self.stuck = stuck  # values frozen at the last conversion
+        self.corrupt_crc = corrupt_crc  # chips with CRCs send a wrong one
+        self.slow_conversion = slow_conversion  # conversions never finish in time
 
     @classmethod
     def from_config(cls, spec: dict[str, Any] | None) -> Faults:

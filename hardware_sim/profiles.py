@@ -15,51 +15,60 @@ import math
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from gateway.config.types import parse_duration
+from gateway.slots import SlotsRecord
 
 Profile = Callable[[float], float]
 
 
-@dataclass
-class Constant:
-    value: float
+# The profiles are SlotsRecords: simulate mode loads them into the daemon
+# (gateway.slots). Each `__slots__` is in field order, not sorted: the order of the
+# repr and the comparison.
+class Constant(SlotsRecord):
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
 
     def __call__(self, t: float) -> float:
         return self.value
 
 
-@dataclass
-class Sine:
-    mean: float
-    amplitude: float
-    period: float = 86400.0
-    phase: float = 0.0
+class Sine(SlotsRecord):
+    __slots__ = ("mean", "amplitude", "period", "phase")
+
+    def __init__(self, mean: float, amplitude: float, period: float = 86400.0,
+                 phase: float = 0.0) -> None:
+        self.mean = mean
+        self.amplitude = amplitude
+        self.period = period
+        self.phase = phase
 
     def __call__(self, t: float) -> float:
         return self.mean + self.amplitude * math.sin(2 * math.pi * (t + self.phase) / self.period)
 
 
-@dataclass
-class RandomWalk:
+class RandomWalk(SlotsRecord):
     """A bounded random walk, advanced once per `dt` seconds of simulated time."""
 
-    start: float
-    step: float
-    min: float = -math.inf
-    max: float = math.inf
-    dt: float = 1.0
-    seed: int = 0
-    _value: float = field(init=False)
-    _t: float = field(init=False, default=0.0)
-    _rng: random.Random = field(init=False)
-    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # The parameters, then the state (not parameters, but in the repr and comparison).
+    __slots__ = ("start", "step", "min", "max", "dt", "seed",
+                 "_value", "_t", "_rng", "_lock")
 
-    def __post_init__(self) -> None:
-        self._value = self.start
-        self._rng = random.Random(self.seed)
+    def __init__(self, start: float, step: float, min: float = -math.inf,
+                 max: float = math.inf, dt: float = 1.0, seed: int = 0) -> None:
+        self.start = start
+        self.step = step
+        self.min = min
+        self.max = max
+        self.dt = dt
+        self.seed = seed
+        self._value = start
+        self._t = 0.0
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
 
     def __call__(self, t: float) -> float:
         with self._lock:
@@ -70,10 +79,12 @@ class RandomWalk:
             return self._value
 
 
-@dataclass
-class Step:
-    values: list[float]
-    every: float
+class Step(SlotsRecord):
+    __slots__ = ("values", "every")
+
+    def __init__(self, values: list[float], every: float) -> None:
+        self.values = values
+        self.every = every
 
     def __call__(self, t: float) -> float:
         return self.values[int(max(t, 0.0) // self.every) % len(self.values)]

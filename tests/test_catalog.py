@@ -73,3 +73,23 @@ def test_no_file_outside_the_two_names_a_chip() -> None:
     listed = [p for p in (REPO / "gateway").rglob("*.py")
               if sum(f'"{d}"' in p.read_text(encoding="utf-8") for d in I2C) >= 3]
     assert listed == []
+
+
+def test_spec_for_imports_one_module_never_the_whole_catalog(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config of ds18b20 probes must not load every protocol module (memory on a Pi,
+    tests/test_daemon_imports.py): `spec_for` finds each entry without `specs()`."""
+    from gateway.catalog import registry
+
+    every = dict(specs())
+
+    def whole_catalog() -> dict[str, DeviceSpec]:
+        raise AssertionError("spec_for fell back to importing the whole catalog")
+
+    monkeypatch.setattr(registry, "specs", whole_catalog)
+    registry.spec_for.cache_clear()
+    try:
+        for driver, spec in every.items():
+            assert registry.spec_for(driver) is spec, driver
+    finally:
+        registry.spec_for.cache_clear()

@@ -55,16 +55,26 @@ def quantities_for(dev: DeviceBase) -> tuple[str, ...]:
     return spec.quantities
 
 
+#: Entries in a module not named like their driver, so that `spec_for` imports that
+#: module alone (tests/test_catalog.py checks the list is complete).
+OTHER_MODULE = {
+    "ds18b20": "gateway.drivers.w1_therm",
+    "modbus_rtu": "gateway.protocols.modbus",
+}
+
+
 @cache
 def spec_for(driver: str) -> DeviceSpec:
     """The entry of `driver`; KeyError if there is none."""
-    for package in ENTRY_PACKAGES:
-        name = f"{package}.{driver}"
+    names = [f"{package}.{driver}" for package in ENTRY_PACKAGES]
+    if driver in OTHER_MODULE:
+        names.insert(0, OTHER_MODULE[driver])
+    for name in names:
         if driver.isidentifier() and importlib.util.find_spec(name) is not None:
             spec = getattr(importlib.import_module(name), "SPEC", None)
             if isinstance(spec, DeviceSpec) and spec.driver == driver:
                 return spec
     try:
-        return specs()[driver]  # an entry in a module of another name (modbus_rtu)
+        return specs()[driver]  # an entry missing from OTHER_MODULE: found all the same
     except KeyError:
         raise KeyError(driver) from None

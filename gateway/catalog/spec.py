@@ -4,14 +4,16 @@ Data and pure factories only: a spec names the config model of its `driver:`
 value and how to build the pure driver (I2C) or decoder (line-oriented serial)
 from that config. Which thread runs the device is the readers' business
 (`gateway.readers.factory`), so nothing here imports a reader.
+
+The records are `NamedTuple`s: every daemon loads the catalog (why that matters:
+gateway.slots).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     # Annotations only: the config package imports the catalog's registry to validate
@@ -63,8 +65,7 @@ class Framer(Protocol):
     def buffered(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class LineStream:
+class LineStream(NamedTuple):
     """How a line-oriented serial device (read by `StreamReader`) is framed and decoded."""
 
     decode: Decode
@@ -78,20 +79,18 @@ class LineStream:
     framer: Framer | None = None
 
 
-@dataclass(frozen=True)
-class ChipProbe:
+class ChipProbe(NamedTuple):
     """How `edge-gateway scan` recognises a chip."""
 
     addresses: tuple[int, ...]
     #: Register holding an id, the values it may hold, and how to read it
     #: ("byte": read_byte_data; "word_be": 16-bit big-endian block read).
     id_register: int | None = None
-    id_values: frozenset[int] = field(default_factory=frozenset)
+    id_values: frozenset[int] = frozenset()
     id_format: Literal["byte", "word_be"] = "byte"
 
 
-@dataclass(frozen=True)
-class SysfsEnv:
+class SysfsEnv(NamedTuple):
     """What the poll of a kernel-driven device gets from the readers layer."""
 
     #: `/` on a Pi, the simulator's tree in simulate mode.
@@ -104,8 +103,7 @@ class SysfsEnv:
     state_dir: Path | None
 
 
-@dataclass(frozen=True)
-class KernelPoll:
+class KernelPoll(NamedTuple):
     """A device the kernel drives, read from sysfs in a polled thread of its own."""
 
     #: From the device's config and its environment, the function that takes one reading.
@@ -117,8 +115,7 @@ class KernelPoll:
     retry_delay: Callable[[Any], float] = lambda cfg: 2.0
 
 
-@dataclass(frozen=True)
-class DeviceSpec:
+class DeviceSpec(NamedTuple):
     driver: str
     summary: str
     kind: Literal["i2c", "serial", "virtual", "kernel"]
@@ -149,8 +146,7 @@ class DeviceSpec:
     gpio_input: Literal["contact", "counter"] | None = None
 
 
-@dataclass(frozen=True)
-class UserField:
+class UserField(NamedTuple):
     """A key the user defined in the config, as discovery needs it."""
 
     name: str

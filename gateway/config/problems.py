@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Problem:
+# A NamedTuple: every daemon loads this module (why that matters: gateway.slots).
+class Problem(NamedTuple):
     file: str
     line: int
     path: str

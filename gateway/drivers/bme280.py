@@ -16,8 +16,7 @@ The driver class above takes plain arguments; only `_make` reads the config.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from gateway.catalog.spec import ChipProbe, DeviceSpec, I2CBus, Sleep
 from gateway.config.model import I2CDevice, Section
@@ -48,8 +47,8 @@ MODE_FORCED = 0x01
 OVERSAMPLING = {0: 0b000, 1: 0b001, 2: 0b010, 4: 0b011, 8: 0b100, 16: 0b101}
 
 
-@dataclass(frozen=True)
-class Calibration:
+# A NamedTuple: a sensors-only daemon loads drivers (why that matters: gateway.slots).
+class Calibration(NamedTuple):
     """Trimming parameters (§4.2.2, Table 16)."""
 
     T1: int

@@ -15,15 +15,14 @@ be tested edge by edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from gateway.config.model import DeviceBase
 from gateway.config.schema import Field
 
 
-@dataclass(frozen=True, slots=True)
-class Edge:
+# A NamedTuple: a sensors-only daemon loads drivers (why that matters: gateway.slots).
+class Edge(NamedTuple):
     rising: bool
     #: Kernel timestamp of the edge (CLOCK_MONOTONIC), nanoseconds.
     t_ns: int

@@ -12,9 +12,8 @@ import errno
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from gateway.catalog.spec import DeviceSpec, KernelPoll, SysfsEnv
 from gateway.config.model import DeviceBase
@@ -26,8 +25,8 @@ from gateway.drivers.sysfs import find_by_name
 IIO_DEVICES = Path("sys/bus/iio/devices")
 
 
-@dataclass(frozen=True)
-class Channel:
+# A NamedTuple: a sensors-only daemon loads drivers (why that matters: gateway.slots).
+class Channel(NamedTuple):
     key: str  # quantity key for channel index 0 / no index
     factor: float  # ABI unit -> the key's unit
 

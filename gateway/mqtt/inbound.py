@@ -7,12 +7,11 @@ takes it from there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class Inbound:
+# A NamedTuple: every daemon loads this module (why that matters: gateway.slots).
+class Inbound(NamedTuple):
     topic: str
     payload: bytes
     #: The broker delivered it as a retained message (it was stored, not just sent).

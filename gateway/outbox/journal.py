@@ -37,9 +37,10 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from gateway.slots import SlotsRecord
 
 log = logging.getLogger("gateway.spool")
 
@@ -82,34 +83,42 @@ class RowLike(Protocol):
     def payload(self) -> bytes: ...
 
 
-@dataclass(slots=True)
-class Row:
+class Row(SlotsRecord):
     """A reading as the journal keeps it."""
 
-    id: int
-    seq: int
-    device: str
-    topic: str
-    payload: bytes
+    __slots__ = ("id", "seq", "device", "topic", "payload")
+
+    def __init__(self, id: int, seq: int, device: str, topic: str,
+                 payload: bytes) -> None:
+        self.id = id
+        self.seq = seq
+        self.device = device
+        self.topic = topic
+        self.payload = payload
 
 
-@dataclass(slots=True)
-class Recovered:
+class Recovered(SlotsRecord):
     """What the ring held at open."""
 
-    rows: list[Row] = field(default_factory=list)  # only here, not acknowledged, by id
-    seqs: dict[str, int] = field(default_factory=dict)  # each device's highest seq
-    top_id: int = 0  # the highest id in any record of the spool
-    records: int = 0  # valid records of the spool found
+    __slots__ = ("rows", "seqs", "top_id", "records")
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []  # only here, not acknowledged, by id
+        self.seqs: dict[str, int] = {}  # each device's highest seq
+        self.top_id = 0  # the highest id in any record of the spool
+        self.records = 0  # valid records of the spool found
 
 
-@dataclass(slots=True)
-class _Record:
-    number: int
-    start: int  # first block
-    blocks: int
-    last_id: int  # the highest reading id written in this record or before it
-    devices: tuple[str, ...]  # whose rows it holds
+class _Record(SlotsRecord):
+    __slots__ = ("number", "start", "blocks", "last_id", "devices")
+
+    def __init__(self, number: int, start: int, blocks: int, last_id: int,
+                 devices: tuple[str, ...]) -> None:
+        self.number = number
+        self.start = start  # first block
+        self.blocks = blocks
+        self.last_id = last_id  # the highest reading id written in this record or before it
+        self.devices = devices  # whose rows it holds
 
 
 def encode(rows: Sequence[RowLike], acks: list[tuple[int, int]], carry: dict[str, int]) -> bytes:

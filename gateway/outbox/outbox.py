@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from gateway.clock import default_clock
 from gateway.health import SpoolFigures
@@ -33,24 +32,29 @@ from gateway.outbox.spool import (
     SqliteSpool,
 )
 from gateway.reading import Reading, encode_payload, format_ts
+from gateway.slots import SlotsRecord
 
 log = logging.getLogger("gateway.outbox")
 
 
-@dataclass
-class OutboxStats:
-    accepted: int = 0  # committed to the spool
-    delivered: int = 0  # acknowledged by the broker and deleted
-    dropped_oldest: int = 0  # removed to make room (drop_oldest)
-    rejected: int = 0  # refused because the spool was full (reject_new)
-    overflowed: int = 0  # refused because the in-memory queue was full (spool stuck)
-    lost_at_stop: int = 0  # never accepted: still waiting in memory when the stop gave up
-    commits: int = 0
-    spool_errors: int = 0  # failed spool transactions
-    unencodable: int = 0
-    thread_errors: int = 0  # exceptions that escaped a round of the spooler (it went on)
-    recreated: int = 0  # spool file found deleted/replaced and written anew
-    last_commit_at: float = 0.0
+class OutboxStats(SlotsRecord):
+    __slots__ = ("accepted", "delivered", "dropped_oldest", "rejected", "overflowed",
+                 "lost_at_stop", "commits", "spool_errors", "unencodable", "thread_errors",
+                 "recreated", "last_commit_at")
+
+    def __init__(self) -> None:
+        self.accepted = 0  # committed to the spool
+        self.delivered = 0  # acknowledged by the broker and deleted
+        self.dropped_oldest = 0  # removed to make room (drop_oldest)
+        self.rejected = 0  # refused because the spool was full (reject_new)
+        self.overflowed = 0  # refused because the in-memory queue was full (spool stuck)
+        self.lost_at_stop = 0  # never accepted: still waiting in memory when the stop gave up
+        self.commits = 0
+        self.spool_errors = 0  # failed spool transactions
+        self.unencodable = 0
+        self.thread_errors = 0  # exceptions that escaped a round of the spooler (it went on)
+        self.recreated = 0  # spool file found deleted/replaced and written anew
+        self.last_commit_at = 0.0
 
 
 class _Flush:

@@ -18,7 +18,6 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -34,6 +33,7 @@ from gateway.outbox.journal import BLOCKS as JOURNAL_BLOCKS
 from gateway.outbox.journal import BurstJournal, RecordTooLarge
 from gateway.outbox.seqlease import LEASE_BLOCK, SeqLease
 from gateway.outbox.walsync import WalSyncer
+from gateway.slots import SlotsRecord
 
 __all__ = [
     "MemorySpool",
@@ -53,31 +53,38 @@ log = logging.getLogger("gateway.spool")
 WhenFull = Literal["drop_oldest", "reject_new"]
 
 
-@dataclass(slots=True)
-class Message:
+class Message(SlotsRecord):
     """A spooled reading, ready to publish."""
 
-    id: int
-    topic: str
-    payload: bytes
-    device: str = ""
-    seq: int = 0
+    __slots__ = ("id", "topic", "payload", "device", "seq")
+
+    def __init__(self, id: int, topic: str, payload: bytes, device: str = "",
+                 seq: int = 0) -> None:
+        self.id = id
+        self.topic = topic
+        self.payload = payload
+        self.device = device
+        self.seq = seq
 
 
-@dataclass(slots=True)
-class NewRow:
-    device: str
-    topic: str
-    seq: int
-    payload: bytes
+class NewRow(SlotsRecord):
+    __slots__ = ("device", "topic", "seq", "payload")
+
+    def __init__(self, device: str, topic: str, seq: int, payload: bytes) -> None:
+        self.device = device
+        self.topic = topic
+        self.seq = seq
+        self.payload = payload
 
 
-@dataclass
-class WriteResult:
-    stored: list[Message] = field(default_factory=list)
-    dropped: int = 0  # oldest rows removed to make room
-    rejected: int = 0  # new rows refused (reject_new)
-    deleted: int = 0  # acknowledged rows deleted
+class WriteResult(SlotsRecord):
+    __slots__ = ("stored", "dropped", "rejected", "deleted")
+
+    def __init__(self) -> None:
+        self.stored: list[Message] = []
+        self.dropped = 0  # oldest rows removed to make room
+        self.rejected = 0  # new rows refused (reject_new)
+        self.deleted = 0  # acknowledged rows deleted
 
 
 #: Told the new rows of a transaction once their ids are settled and before its COMMIT

@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from gateway.device_hints import hint_for
 from gateway.drivers.errors import DriverError, NoNewData
 from gateway.health import DeviceHealth
 from gateway.reading import Reading, publishable
+from gateway.slots import SlotsRecord
 
 log = logging.getLogger("gateway.readers")
 
@@ -51,20 +51,30 @@ class SimulatedHardware(Protocol):
         """Simulated GPIO lines by device name (edge sources)."""
 
 
-@dataclass
-class ReaderContext:
+def _nothing() -> None:
+    pass
+
+
+class ReaderContext(SlotsRecord):
     """What a reader needs from the daemon."""
 
-    put: Callable[[Reading], bool]
-    health: DeviceHealth
-    on_health_change: Callable[[], None] = lambda: None
-    simulate: bool = False
-    #: The simulator in simulate mode.
-    sim: SimulatedHardware | None = None
-    #: Where readers keep state across restarts (pulse totals): the spool's directory.
-    state_dir: Path | None = None
-    #: Optional report-on-change filter: returns the values to publish, or None to skip.
-    publish_filter: PublishFilter | None = None
+    __slots__ = ("put", "health", "on_health_change", "simulate", "sim", "state_dir",
+                 "publish_filter")
+
+    def __init__(self, put: Callable[[Reading], bool], health: DeviceHealth,
+                 on_health_change: Callable[[], None] = _nothing, simulate: bool = False,
+                 sim: SimulatedHardware | None = None, state_dir: Path | None = None,
+                 publish_filter: PublishFilter | None = None) -> None:
+        self.put = put
+        self.health = health
+        self.on_health_change = on_health_change
+        self.simulate = simulate
+        #: The simulator in simulate mode.
+        self.sim = sim
+        #: Where readers keep state across restarts (pulse totals): the spool's directory.
+        self.state_dir = state_dir
+        #: Optional report-on-change filter: returns the values to publish, or None to skip.
+        self.publish_filter = publish_filter
 
     def emit(self, values: dict[str, Any], ts: float | None = None) -> bool:
         """Hand one reading to the outbox (after the publish policy, if any).
