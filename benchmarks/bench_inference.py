@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import time
@@ -267,6 +268,7 @@ def daemon_throughput(path: Path, rounds: int = 3, window: float = 4.0) -> tuple
         stop(gw)
         sub.stop()
         broker.stop()
+    shutil.rmtree(wd, ignore_errors=True)  # kept on failure: the log is named in the error
     return bare_n / bare_t, work_n / work_t
 
 

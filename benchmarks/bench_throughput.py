@@ -23,6 +23,7 @@ CPU per delivered reading counts every process involved (publisher/gateway + bro
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -213,6 +214,7 @@ def run() -> list[Result]:
         raws.append(raw_paho(broker))
     finally:
         broker.stop()
+    shutil.rmtree(d, ignore_errors=True)  # kept on failure: the logs are there
     raw_rate, raw_cpu = max(raws)
     txn_rate, reading_rate = transactions_per_second()
     ramp = ", ".join(f"{r:.0f}->{dlv:.0f}" for r, dlv in steps)
@@ -262,6 +264,7 @@ def transactions_per_second(seconds: float = 10.0) -> tuple[float, float]:
         runner.join(30)
     finally:
         broker.stop()
+    shutil.rmtree(d, ignore_errors=True)
     return (c1 - c0) / seconds, (a1 - a0) / seconds
 
 

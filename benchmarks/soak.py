@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -239,7 +240,11 @@ def main() -> int:
     print("gateway RSS over time (a new process after each SIGKILL):")
     for at, mb in rss:
         print(f"  {at / 60:6.1f} min  {mb:6.1f} MiB")
-    return 0 if lost == 0 and code == 0 else 1
+    if lost == 0 and code == 0:
+        shutil.rmtree(d, ignore_errors=True)
+        return 0
+    print(f"kept for a look: {d} (the spool, the broker's and the gateway's logs)")
+    return 1
 
 
 if __name__ == "__main__":
