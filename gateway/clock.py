@@ -38,6 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from gateway.libc import process_libc
+
 log = logging.getLogger("gateway.clock")
 
 SyncSource = Literal["auto", "kernel", "timesyncd", "off"]
@@ -77,10 +79,12 @@ class _Timex(ctypes.Structure):
 
 def kernel_synchronized() -> bool | None:
     """The kernel's view (adjtimex with no modes: read only). None if unavailable."""
+    # The process's own symbols, not find_library("c"): that would run `ldconfig -p` in a
+    # child at every look while the clock is unsynchronised, and import ctypes.util.
+    libc = process_libc()
+    if libc is None:
+        return None
     try:
-        # The process's own symbols (libc's): find_library("c") would run `ldconfig -p` in
-        # a child at every look while the clock is unsynchronised, and import ctypes.util.
-        libc = ctypes.CDLL(None)
         tx = _Timex()
         state = libc.adjtimex(ctypes.byref(tx))
     except (OSError, AttributeError) as exc:

@@ -19,7 +19,8 @@ log = logging.getLogger("gateway")
 
 
 @cache
-def _libc() -> Any | None:
+def process_libc() -> Any | None:
+    """The process's own C symbols (libc's on glibc and musl), opened once; None if not."""
     try:
         return ctypes.CDLL(None)  # the process's own symbols: libc's on glibc
     except OSError as exc:
@@ -29,7 +30,7 @@ def _libc() -> Any | None:
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's per-thread malloc arenas (as MALLOC_ARENA_MAX) before threads start."""
-    libc = _libc()
+    libc = process_libc()
     try:
         return libc is not None and bool(libc.mallopt(-8, arenas))  # M_ARENA_MAX (malloc.h)
     except AttributeError as exc:
@@ -39,7 +40,7 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 def trim_heap() -> bool:
     """Give free heap memory back to the system (glibc malloc_trim). True if any was."""
-    libc = _libc()
+    libc = process_libc()
     try:
         return libc is not None and bool(libc.malloc_trim(0))
     except AttributeError as exc:
@@ -56,7 +57,7 @@ def name_native_thread(name: str) -> bool:
     /proc/PID/task/TID/comm): Python before 3.14 leaves every thread named after the
     interpreter, so a user (and benchmarks/bench_smallpi.py) could not tell which of the
     daemon's threads uses the CPU. Names longer than 15 bytes are cut."""
-    libc = _libc()
+    libc = process_libc()
     try:
         return libc is not None and libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0) == 0
     except AttributeError as exc:
