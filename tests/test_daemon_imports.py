@@ -10,6 +10,7 @@ drivers alike.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -59,8 +60,6 @@ def sensors_only(tmp_path: Path) -> tuple[Path, list[str]]:
 
 
 def test_a_sensors_only_daemon_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
-    import json
-
     cfg, names = sensors_only(tmp_path)
     assert len(names) >= 8, names  # I2C chips, 1-Wire, IIO, GPIO inputs, the Pi's own
     out = subprocess.run([sys.executable, "-c", PROBE, str(cfg), json.dumps(UNUSED)],

@@ -66,11 +66,12 @@ OTHER_MODULE = {
 @cache
 def spec_for(driver: str) -> DeviceSpec:
     """The entry of `driver`; KeyError if there is none."""
-    names = [f"{package}.{driver}" for package in ENTRY_PACKAGES]
+    # A driver name that is not an identifier cannot name a module: only the fallback.
+    names = [f"{package}.{driver}" for package in ENTRY_PACKAGES] if driver.isidentifier() else []
     if driver in OTHER_MODULE:
         names.insert(0, OTHER_MODULE[driver])
     for name in names:
-        if driver.isidentifier() and importlib.util.find_spec(name) is not None:
+        if importlib.util.find_spec(name) is not None:
             spec = getattr(importlib.import_module(name), "SPEC", None)
             if isinstance(spec, DeviceSpec) and spec.driver == driver:
                 return spec
