@@ -14,7 +14,7 @@ from gateway.commands.scan import scan_bus
 from gateway.config import ConfigError, parse_config
 from gateway.config.model import I2CDevice
 from gateway.drivers import ConversionTimeout, CrcError, NoNewData, crc8_sensirion
-from gateway.drivers.scd4x import SCD4x
+from gateway.drivers.scd4x import READY_MARGIN_S, SCD4x
 from gateway.health import DeviceHealth
 from gateway.homeassistant import Discovery
 from gateway.readers.base import ReaderContext
@@ -218,10 +218,16 @@ def test_through_the_simulator(mode: str, period: float) -> None:
     # Right after the start nothing is measured yet: the poll is skipped at once (one
     # 1 ms status read), not waited out while holding the bus.
     before = len(clock.sleeps)
-    with pytest.raises(NoNewData, match="no new measurement yet"):
+    with pytest.raises(NoNewData, match="no new measurement yet") as nothing:
         drv.read()
     assert clock.sleeps[before:] == [0.001]
-    clock.advance(period * 1.02)  # the first measurement comes one period after the start
+    # ... and the reader is told when the first is due: one period after the start.
+    assert nothing.value.retry_in == pytest.approx(period + READY_MARGIN_S, abs=0.01)
+    clock.advance(period * 0.6)
+    with pytest.raises(NoNewData) as nothing:
+        drv.read()
+    assert nothing.value.retry_in == pytest.approx(period * 0.4 + READY_MARGIN_S, abs=0.01)
+    clock.advance(period * 0.42)  # the first measurement comes one period after the start
     got = drv.read()
     assert got["co2_ppm"] == 812.0
     assert got["temperature_c"] == pytest.approx(23.4, abs=175 / 2**16)
@@ -233,8 +239,9 @@ def test_through_the_simulator(mode: str, period: float) -> None:
     assert drv.read()["co2_ppm"] == 1500.0
     assert clock.sleeps[before:] == [0.001, 0.001]  # data ready + read_measurement, 1 ms each
     # Polled again at once: each measurement is read only once, so there is nothing new.
-    with pytest.raises(NoNewData):
+    with pytest.raises(NoNewData) as nothing:
         drv.read()
+    assert nothing.value.retry_in == pytest.approx(period + READY_MARGIN_S, abs=0.01)
     clock.advance(period)
     assert drv.read()["co2_ppm"] == 1500.0
     assert chip.measurements == 3
@@ -385,6 +392,40 @@ def test_the_reader_skips_a_poll_with_nothing_new_without_a_fault() -> None:
         ahead[0] = 5.1  # one measurement period later, for the chip
         reader.poll_once()
         assert [r.values["co2_ppm"] for r in got] == [640.0]
+        assert health.total_errors == 0 and health.state == "ok"
+    finally:
+        buses.close()
+
+
+def test_after_nothing_new_the_reader_asks_again_when_the_chip_is_due() -> None:
+    """Polled every 60 s, the chip's first measurement (5 s after the start) is read 5 s
+    after the start, not at the next slot, up to 60 s later; then the slots again."""
+    ahead = [0.0]
+    chip = SCD4xChip(ADDR, clock=lambda: time.monotonic() + ahead[0], values={"co2_ppm": 700.0})
+    buses = I2CBuses(lambda n: SimBus(n, [chip]))
+    spec = spec_for("scd4x")
+    cfg = spec.config.model_validate({"name": "co2", "driver": "scd4x", "interval": 60})
+    assert isinstance(cfg, I2CDevice)
+    health = DeviceHealth("co2", "scd4x")
+    got: list[Reading] = []
+
+    def put(r: Reading) -> bool:
+        got.append(r)
+        return True
+
+    reader = I2CReader(cfg, spec, ReaderContext(put=put, health=health), buses)
+    reader.next_slot = lambda now: now + 60.0  # type: ignore[method-assign]  # a slot far off
+    try:
+        t0 = time.monotonic()
+        due = reader.poll_once()  # starts the chip: nothing yet
+        t1 = time.monotonic()
+        assert got == [] and health.total_errors == 0
+        assert t0 + 5.0 <= due <= t1 + 5.0 + READY_MARGIN_S  # when the chip is due
+        ahead[0] = 5.0 + READY_MARGIN_S  # that time, for the chip
+        t2 = time.monotonic()
+        due = reader.poll_once()
+        assert [r.values["co2_ppm"] for r in got] == [700.0]
+        assert due >= t2 + 60.0  # a reading: the next slot again
         assert health.total_errors == 0 and health.state == "ok"
     finally:
         buses.close()

@@ -24,4 +24,11 @@ class NoNewData(Exception):
 
     Not a fault: the reader skips this poll and asks again at the next slot, instead
     of holding the bus while the chip finishes (the SCD4x measures every 5 s).
+    `retry_in`, when the driver knows it: the seconds until something new is due; the
+    reader asks then if that comes before the next slot, so the first reading after a
+    start is not a whole interval late.
     """
+
+    def __init__(self, message: str, retry_in: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in

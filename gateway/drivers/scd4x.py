@@ -21,10 +21,11 @@ The example response there, 0x01F4 0x33, 0x6667 0xA2, 0x5EB9 0x3C, is 500 ppm,
 
 The chip measures on its own schedule (periodic mode); `read()` takes the
 newest measurement, all three quantities from one read_measurement. If none is
-new yet it raises `NoNewData` at once, and the reader asks again at its next
-slot: waiting here would hold the bus, and every other chip on it, for up to a
-period. Only when nothing new has come for `STALE_AFTER_PERIODS` periods has the
-chip stopped measuring, and that is a `ConversionTimeout`.
+new yet it raises `NoNewData` at once, saying when the next is due, and the
+reader asks again then or at its next slot, whichever comes first: waiting here
+would hold the bus, and every other chip on it, for up to a period. Only when
+nothing new has come for `STALE_AFTER_PERIODS` periods has the chip stopped
+measuring, and that is a `ConversionTimeout`.
 
 The catalog entry follows the driver:
 `driver: scd4x` — Sensirion SCD40/SCD41 CO2 sensor (with temperature and humidity).
@@ -77,6 +78,9 @@ SIGNAL_UPDATE_INTERVAL_S: dict[str, float] = {"periodic": 5.0, "low_power": 30.0
 #: Nothing new for this many periods after the last measurement (or the start): the
 #: chip has stopped measuring. Room for its clock and for a poll that came just early.
 STALE_AFTER_PERIODS = 2.5
+#: A poll that found nothing asks again this long after the measurement is due (the
+#: chip's own clock may run a little slow).
+READY_MARGIN_S = 0.1
 
 
 def convert(co2: int, s_t: int, s_rh: int) -> dict[str, float]:
@@ -150,8 +154,12 @@ class SCD4x:
                 f"SCD4x at 0x{self.address:02x}: no new measurement in {quiet:.1f} s "
                 f"({self.mode} mode measures every {self.period:g} s)"
             )
+        # Within a period of the last one (or of the start) the next is due then;
+        # later than that, the chip's schedule is unknown here: the next slot.
+        due_in = self.period - quiet + READY_MARGIN_S if quiet < self.period else None
         raise NoNewData(f"SCD4x at 0x{self.address:02x}: no new measurement yet "
-                        f"({quiet:.1f} s after the last; it measures every {self.period:g} s)")
+                        f"({quiet:.1f} s after the last; it measures every {self.period:g} s)",
+                        retry_in=due_in)
 
 
 # -- the catalog entry ------------------------------------------------------------

@@ -292,7 +292,10 @@ class PolledDevice:
             ts = self.measured_at(started)
         except NoNewData as exc:
             log.debug("%s: %s", self.name, exc)  # nothing this slot; the device is fine
-            due = self.next_slot(time.monotonic())
+            now = time.monotonic()
+            due = self.next_slot(now)
+            if exc.retry_in is not None:  # something new is due before the next slot
+                due = min(due, now + max(0.0, exc.retry_in))
         except Exception as exc:
             if not isinstance(exc, OSError | ValueError | TimeoutError) and not _is_device_error(exc):
                 ctx.crashed(exc)
