@@ -7,15 +7,22 @@ delivered (the spool is empty again), so each sample is the same state of the pi
 Printed: RSS per outage, the growth over the run after the warm-up (the first
 `--warmup` outages), and MiB per outage (a least-squares slope over those samples).
 
+With `--trace` the gateway runs under tracemalloc (benchmarks/traced_gateway.py) and each
+sample also gives the bytes Python holds in objects and the bytes SQLite holds: both flat
+while RSS grows means the growth is what the allocators keep of freed memory.
+RSS is larger under tracemalloc; measure it without `--trace`.
+
 Usage: .venv/bin/python benchmarks/bench_outage_rss.py [--minutes 10] [--down 20] [--up 20]
-       [--journal on|off]
+       [--journal on|off] [--trace]
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +41,7 @@ from benchmarks.common import (
 )
 
 MiB = 1024 * 1024
+TRACED = Path(__file__).resolve().parent / "traced_gateway.py"
 
 
 def queued(db: Path) -> int:
@@ -54,6 +62,32 @@ def slope(points: list[tuple[int, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
 
 
+def held(n: int, gw: subprocess.Popen[bytes], trace_file: Path,
+         traced: list[tuple[int, float]], in_sqlite: list[tuple[int, float]]) -> None:
+    """Ask the traced gateway (SIGUSR2) what Python objects and SQLite hold; note both."""
+    gw.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines = trace_file.read_text().splitlines() if trace_file.exists() else []
+        if len(lines) > len(traced):
+            python, sqlite = (int(v) for v in lines[len(traced)].split())
+            traced.append((n, python / MiB))
+            if sqlite >= 0:
+                in_sqlite.append((n, sqlite / MiB))
+            return
+        if gw.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"the traced gateway did not report (exit {gw.poll()})")
+
+
+def inside(traced: list[tuple[int, float]], in_sqlite: list[tuple[int, float]]) -> str:
+    if not traced:
+        return ""
+    sqlite = f", in SQLite {in_sqlite[-1][1]:.3f}" if in_sqlite else ""
+    return f" (in Python objects {traced[-1][1]:.3f}{sqlite})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -62,6 +96,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--journal", choices=("on", "off"), default="on",
                     help="buffer.journal (off: every burst is a SQLite commit)")
+    ap.add_argument("--trace", action="store_true",
+                    help="also sample the bytes in Python objects (tracemalloc)")
     args = ap.parse_args()
     d = workdir("outage-rss")
     broker = Mosquitto(d / "broker")
@@ -71,16 +107,23 @@ def main() -> None:
                          gateway_id="o",
                          extra="  journal: false" if args.journal == "off" else "")
     samples: list[tuple[int, float]] = []
+    traced: list[tuple[int, float]] = []
+    in_sqlite: list[tuple[int, float]] = []
+    trace_file = d / "traced.txt"
     sub: CountingSubscriber | None = None
     gw = None
     try:  # from here on, a failure still stops the broker, subscriber and gateway
         sub = CountingSubscriber(broker.port, "gateway/o/+")
-        gw = start_gateway(cfg, d / "o.log")
+        gw = start_gateway(cfg, d / "o.log", env={"EG_TRACE_FILE": str(trace_file)},
+                           launcher=TRACED if args.trace else None)
         if not sub.wait_count(100, 60):
             raise RuntimeError(f"no readings; see {d}/o.log")
         time.sleep(args.up)
         samples.append((0, rss_bytes(gw.pid) / MiB))
-        print(f"outage  0: RSS {samples[-1][1]:.2f} MiB (before any outage)", flush=True)
+        if args.trace:
+            held(0, gw, trace_file, traced, in_sqlite)
+        print(f"outage  0: RSS {samples[-1][1]:.2f} MiB{inside(traced, in_sqlite)} "
+              "(before any outage)", flush=True)
         end = time.monotonic() + args.minutes * 60
         n = 0
         while time.monotonic() < end:
@@ -95,7 +138,10 @@ def main() -> None:
                 time.sleep(0.5)
             time.sleep(max(0.0, args.up - (time.monotonic() - t)))
             samples.append((n, rss_bytes(gw.pid) / MiB))
-            print(f"outage {n:2d}: RSS {samples[-1][1]:.2f} MiB, spool {queued(db)} rows, "
+            if args.trace:
+                held(n, gw, trace_file, traced, in_sqlite)
+            print(f"outage {n:2d}: RSS {samples[-1][1]:.2f} MiB{inside(traced, in_sqlite)}, "
+                  f"spool {queued(db)} rows, "
                   f"drained in {time.monotonic() - t:.1f} s", flush=True)
     finally:
         if gw is not None:
@@ -103,12 +149,14 @@ def main() -> None:
         if sub is not None:
             sub.stop()
         broker.stop()
-    after = [s for s in samples if s[0] >= args.warmup]
-    if len(after) >= 2:
-        print(f"after warm-up (outage {args.warmup}..{samples[-1][0]}): "
-              f"{after[0][1]:.2f} -> {after[-1][1]:.2f} MiB, "
-              f"{slope(after):+.3f} MiB per outage (least squares), "
-              f"max - min {max(y for _, y in after) - min(y for _, y in after):.2f} MiB")
+    for what, series in (("RSS", samples), ("in Python objects", traced),
+                         ("in SQLite", in_sqlite)):
+        after = [s for s in series if s[0] >= args.warmup]
+        if len(after) >= 2:
+            print(f"{what}, after warm-up (outage {args.warmup}..{after[-1][0]}): "
+                  f"{after[0][1]:.3f} -> {after[-1][1]:.3f} MiB, "
+                  f"{slope(after):+.4f} MiB per outage (least squares), "
+                  f"max - min {max(y for _, y in after) - min(y for _, y in after):.3f} MiB")
     shutil.rmtree(d, ignore_errors=True)
 
 
