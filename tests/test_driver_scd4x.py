@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from smbus2 import i2c_msg
@@ -366,15 +367,21 @@ def test_stuck_values() -> None:
     assert drv.read()["co2_ppm"] == 900.0  # the next measurement, t ~ 15.6 s
 
 
-def test_the_reader_skips_a_poll_with_nothing_new_without_a_fault() -> None:
-    """Through the real I2C reader: the first poll after the start has nothing yet;
-    it is neither an error nor a reading, and the next poll is at the next slot."""
-    ahead = [0.0]  # how far the chip's clock runs ahead of real time (the reader's)
-    chip = SCD4xChip(ADDR, clock=lambda: time.monotonic() + ahead[0],
-                     values={"co2_ppm": 640.0})
+class Co2Reader(NamedTuple):
+    reader: I2CReader
+    ahead: list[float]  # how far the chip's clock runs ahead of real time (the reader's)
+    health: DeviceHealth
+    got: list[Reading]
+    buses: I2CBuses
+
+
+def co2_reader(interval: int, co2_ppm: float) -> Co2Reader:
+    """A simulated SCD4x behind the real I2C reader, its clock settable."""
+    ahead = [0.0]
+    chip = SCD4xChip(ADDR, clock=lambda: time.monotonic() + ahead[0], values={"co2_ppm": co2_ppm})
     buses = I2CBuses(lambda n: SimBus(n, [chip]))
     spec = spec_for("scd4x")
-    cfg = spec.config.model_validate({"name": "co2", "driver": "scd4x", "interval": 5})
+    cfg = spec.config.model_validate({"name": "co2", "driver": "scd4x", "interval": interval})
     assert isinstance(cfg, I2CDevice)
     health = DeviceHealth("co2", "scd4x")
     got: list[Reading] = []
@@ -384,6 +391,13 @@ def test_the_reader_skips_a_poll_with_nothing_new_without_a_fault() -> None:
         return True
 
     reader = I2CReader(cfg, spec, ReaderContext(put=put, health=health), buses)
+    return Co2Reader(reader, ahead, health, got, buses)
+
+
+def test_the_reader_skips_a_poll_with_nothing_new_without_a_fault() -> None:
+    """Through the real I2C reader: the first poll after the start has nothing yet;
+    it is neither an error nor a reading, and the next poll is at the next slot."""
+    reader, ahead, health, got, buses = co2_reader(5, 640.0)
     try:
         due = reader.poll_once()  # opens the device (starts the chip): nothing new yet
         assert reader.opened and got == []
@@ -400,20 +414,7 @@ def test_the_reader_skips_a_poll_with_nothing_new_without_a_fault() -> None:
 def test_after_nothing_new_the_reader_asks_again_when_the_chip_is_due() -> None:
     """Polled every 60 s, the chip's first measurement (5 s after the start) is read 5 s
     after the start, not at the next slot, up to 60 s later; then the slots again."""
-    ahead = [0.0]
-    chip = SCD4xChip(ADDR, clock=lambda: time.monotonic() + ahead[0], values={"co2_ppm": 700.0})
-    buses = I2CBuses(lambda n: SimBus(n, [chip]))
-    spec = spec_for("scd4x")
-    cfg = spec.config.model_validate({"name": "co2", "driver": "scd4x", "interval": 60})
-    assert isinstance(cfg, I2CDevice)
-    health = DeviceHealth("co2", "scd4x")
-    got: list[Reading] = []
-
-    def put(r: Reading) -> bool:
-        got.append(r)
-        return True
-
-    reader = I2CReader(cfg, spec, ReaderContext(put=put, health=health), buses)
+    reader, ahead, health, got, buses = co2_reader(60, 700.0)
     reader.next_slot = lambda now: now + 60.0  # type: ignore[method-assign]  # a slot far off
     try:
         t0 = time.monotonic()
