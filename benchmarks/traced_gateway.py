@@ -5,8 +5,8 @@ bench_outage_rss.py --trace runs the gateway through this. At each SIGUSR2 the g
 the bytes Python holds in objects (tracemalloc's "traced" figure) and the bytes SQLite
 holds (`sqlite3_memory_used()`, its page caches and prepared statements; -1 where it
 cannot be asked). Both stay flat when nothing keeps growing; RSS beside them also counts
-what the allocators keep of freed memory. tracemalloc makes the process larger and slower, so RSS is measured
-without it (bench_outage_rss.py without --trace).
+what the allocators keep of freed memory. tracemalloc makes the process larger and slower,
+so RSS is measured without it (bench_outage_rss.py without --trace).
 """
 
 from __future__ import annotations
@@ -20,26 +20,32 @@ import sys
 import tracemalloc
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _sqlite_memory_used() -> int:
-    # The sqlite3 extension's own handle: dlsym finds the symbol in the libsqlite3 it
-    # links, or in the extension itself where SQLite is built in.
+def _sqlite_memory_used() -> Any:
+    """SQLite's `sqlite3_memory_used`, or None. Through the sqlite3 extension's own handle:
+    dlsym finds the symbol in the libsqlite3 it links, or in the extension itself where
+    SQLite is built in."""
     try:
         used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
     except (OSError, AttributeError):
-        return -1
+        return None
     used.restype = ctypes.c_int64
-    return int(used())
+    return used
+
+
+SQLITE_MEMORY_USED = _sqlite_memory_used()
 
 
 def _report(signum: int, frame: FrameType | None) -> None:
     gc.collect()
     traced, _peak = tracemalloc.get_traced_memory()
+    sqlite = int(SQLITE_MEMORY_USED()) if SQLITE_MEMORY_USED is not None else -1
     with open(os.environ["EG_TRACE_FILE"], "a") as f:
-        f.write(f"{traced} {_sqlite_memory_used()}\n")
+        f.write(f"{traced} {sqlite}\n")
 
 
 def main() -> int:
