@@ -19,6 +19,8 @@ Usage: .venv/bin/python benchmarks/bench_outage_rss.py [--minutes 10] [--down 20
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import shutil
 import signal
 import sqlite3
@@ -62,23 +64,18 @@ def slope(points: list[tuple[int, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
 
 
-def held(n: int, gw: subprocess.Popen[bytes], trace_file: Path,
+def held(n: int, gw: subprocess.Popen[bytes], reports: int,
          traced: list[tuple[int, float]], in_sqlite: list[tuple[int, float]]) -> None:
-    """Ask the traced gateway (SIGUSR2) what Python objects and SQLite hold; note both."""
+    """Ask the traced gateway (SIGUSR2) what Python objects and SQLite hold; note both.
+    Its answer is one line on the pipe `reports`: empty if the gateway has gone."""
     gw.send_signal(signal.SIGUSR2)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        lines = trace_file.read_text().splitlines() if trace_file.exists() else []
-        if len(lines) > len(traced):
-            python, sqlite = (int(v) for v in lines[len(traced)].split())
-            traced.append((n, python / MiB))
-            if sqlite >= 0:
-                in_sqlite.append((n, sqlite / MiB))
-            return
-        if gw.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise RuntimeError(f"the traced gateway did not report (exit {gw.poll()})")
+    line = os.read(reports, 4096) if select.select([reports], [], [], 60)[0] else b""
+    if not line:
+        raise RuntimeError(f"the traced gateway did not report (exit {gw.poll()})")
+    python, sqlite = (int(v) for v in line.split())
+    traced.append((n, python / MiB))
+    if sqlite >= 0:
+        in_sqlite.append((n, sqlite / MiB))
 
 
 def inside(traced: list[tuple[int, float]], in_sqlite: list[tuple[int, float]]) -> str:
@@ -109,19 +106,20 @@ def main() -> None:
     samples: list[tuple[int, float]] = []
     traced: list[tuple[int, float]] = []
     in_sqlite: list[tuple[int, float]] = []
-    trace_file = d / "traced.txt"
+    reports, report_end = os.pipe()  # the traced gateway writes its figures to report_end
     sub: CountingSubscriber | None = None
     gw = None
     try:  # from here on, a failure still stops the broker, subscriber and gateway
         sub = CountingSubscriber(broker.port, "gateway/o/+")
-        gw = start_gateway(cfg, d / "o.log", env={"EG_TRACE_FILE": str(trace_file)},
-                           launcher=TRACED if args.trace else None)
+        gw = start_gateway(cfg, d / "o.log", env={"EG_TRACE_FD": str(report_end)},
+                           launcher=TRACED if args.trace else None, pass_fds=(report_end,))
+        os.close(report_end)  # only the gateway holds it now: its exit is EOF here
         if not sub.wait_count(100, 60):
             raise RuntimeError(f"no readings; see {d}/o.log")
         time.sleep(args.up)
         samples.append((0, rss_bytes(gw.pid) / MiB))
         if args.trace:
-            held(0, gw, trace_file, traced, in_sqlite)
+            held(0, gw, reports, traced, in_sqlite)
         print(f"outage  0: RSS {samples[-1][1]:.2f} MiB{inside(traced, in_sqlite)} "
               "(before any outage)", flush=True)
         end = time.monotonic() + args.minutes * 60
@@ -139,7 +137,7 @@ def main() -> None:
             time.sleep(max(0.0, args.up - (time.monotonic() - t)))
             samples.append((n, rss_bytes(gw.pid) / MiB))
             if args.trace:
-                held(n, gw, trace_file, traced, in_sqlite)
+                held(n, gw, reports, traced, in_sqlite)
             print(f"outage {n:2d}: RSS {samples[-1][1]:.2f} MiB{inside(traced, in_sqlite)}, "
                   f"spool {queued(db)} rows, "
                   f"drained in {time.monotonic() - t:.1f} s", flush=True)
@@ -149,6 +147,7 @@ def main() -> None:
         if sub is not None:
             sub.stop()
         broker.stop()
+        os.close(reports)
     for what, series in (("RSS", samples), ("in Python objects", traced),
                          ("in SQLite", in_sqlite)):
         after = [s for s in series if s[0] >= args.warmup]

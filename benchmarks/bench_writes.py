@@ -77,20 +77,16 @@ class _Run:
 
     def per_reading(self) -> tuple[float, float]:
         """(bytes written per reading, mean payload bytes of a reading (broker up; else 0))."""
-        if self.sub is not None:
-            readings = float(self.n1 - self.n0)
-        else:
-            readings = SENSORS * (self.t1 - self.t0)  # polled drift-free at 1 Hz
-        payload = 0.0
-        if self.sub is not None:
-            # Readings only: the health and status topics match the same wildcard, and
-            # one health message (~2 KB with ten devices) would raise the mean by a fifth.
-            devices = {f"gateway/{self.gid}/{dev['name']}".encode()
-                       for dev in tmp102_devices(SENSORS, "1s")}
-            sizes = [len(body) for _, line in self.sub.lines
-                     for topic, _, body in [line.partition(b" ")] if topic in devices]
-            payload = sum(sizes) / max(1, len(sizes))
-        return (self.b1 - self.b0) / max(1.0, readings), payload
+        written = self.b1 - self.b0
+        if self.sub is None:  # polled drift-free at 1 Hz
+            return written / max(1.0, SENSORS * (self.t1 - self.t0)), 0.0
+        # Readings only: the health and status topics match the same wildcard, and one
+        # health message (~2 KB with ten devices) would raise the mean by a fifth.
+        devices = {f"gateway/{self.gid}/{dev['name']}".encode()
+                   for dev in tmp102_devices(SENSORS, "1s")}
+        sizes = [len(body) for _, line in self.sub.lines
+                 for topic, _, body in [line.partition(b" ")] if topic in devices]
+        return written / max(1.0, float(self.n1 - self.n0)), sum(sizes) / max(1, len(sizes))
 
 
 def measure(d: Path, port: int, broker_up: bool) -> dict[str, tuple[float, float]]:

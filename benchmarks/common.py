@@ -159,14 +159,17 @@ def tmp102_devices(n: int, interval: str, bus_start: int = 1) -> list[dict[str, 
 
 
 def start_gateway(config: Path, log: Path, env: dict[str, str] | None = None,
-                  launcher: Path | None = None) -> subprocess.Popen[bytes]:
-    """`python -m gateway run`, or `python LAUNCHER run` (e.g. traced_gateway.py)."""
+                  launcher: Path | None = None,
+                  pass_fds: tuple[int, ...] = ()) -> subprocess.Popen[bytes]:
+    """`python -m gateway run`, or `python LAUNCHER run` (e.g. traced_gateway.py), with
+    `pass_fds` left open in it."""
     e = dict(os.environ)
     e.update(env or {})
     logf = open(log, "ab")  # noqa: SIM115
     command = [PY, str(launcher)] if launcher is not None else [PY, "-m", "gateway"]
     p = subprocess.Popen([*command, "--log-level", "warning", "run", "-c", str(config)],
-                         stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=e)
+                         stdout=logf, stderr=subprocess.STDOUT, cwd=REPO, env=e,
+                         pass_fds=pass_fds)
     logf.close()
     return p
 

@@ -1,7 +1,7 @@
 """`python -m gateway`, with tracemalloc on: for telling a Python object leak from C-heap growth.
 
 bench_outage_rss.py --trace runs the gateway through this. At each SIGUSR2 the gateway
-(after a full garbage collection) appends one line to the file named by EG_TRACE_FILE:
+(after a full garbage collection) writes one line to the pipe whose fd is EG_TRACE_FD:
 the bytes Python holds in objects (tracemalloc's "traced" figure) and the bytes SQLite
 holds (`sqlite3_memory_used()`, its page caches and prepared statements; -1 where it
 cannot be asked). Both stay flat when nothing keeps growing; RSS beside them also counts
@@ -44,8 +44,8 @@ def _report(signum: int, frame: FrameType | None) -> None:
     gc.collect()
     traced, _peak = tracemalloc.get_traced_memory()
     sqlite = int(SQLITE_MEMORY_USED()) if SQLITE_MEMORY_USED is not None else -1
-    with open(os.environ["EG_TRACE_FILE"], "a") as f:
-        f.write(f"{traced} {sqlite}\n")
+    # One write, shorter than PIPE_BUF: the reader gets the line whole.
+    os.write(int(os.environ["EG_TRACE_FD"]), f"{traced} {sqlite}\n".encode())
 
 
 def main() -> int:
